@@ -1,0 +1,179 @@
+//! SQL over Gnomon's data, on Apache DataFusion.
+//!
+//! This crate owns how a database looks to DataFusion — a catalog `public` whose schema `iox`
+//! holds one [`TableProvider`](datafusion::catalog::TableProvider) per table (plus
+//! `information_schema`) — how queries are planned and run, how their errors are classified,
+//! and how result streams are encoded into the wire formats ([`format`]).
+//!
+//! It must not reach into HTTP (the server maps [`QueryError`] to statuses), nor into how rows
+//! are stored: tables read the write buffer only through
+//! [`Buffer::record_batches`](gnomon_write_buffer::Buffer::record_batches).
+
+pub mod format;
+mod provider;
+mod time_range;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::ParamValues;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use gnomon_catalog::Catalog;
+use gnomon_write_buffer::Buffer;
+
+pub use provider::{DatabaseCatalog, TableScanProvider};
+
+/// The DataFusion catalog name every database is exposed under.
+pub const CATALOG_NAME: &str = "public";
+/// The schema holding the user tables.
+pub const TABLE_SCHEMA: &str = "iox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("query error: database not found: {0}")]
+    DatabaseNotFound(String),
+    /// The query is wrong: bad syntax, unknown table or column, missing parameter.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The query was fine but running it failed.
+    #[error("query error: error while executing plan: {0}")]
+    Execution(String),
+}
+
+impl QueryError {
+    /// Classifies a DataFusion error by its innermost cause.
+    pub fn from_datafusion(e: DataFusionError) -> Self {
+        let message = e.to_string();
+        match e.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..) => QueryError::Invalid(message),
+            DataFusionError::NotImplemented(_) => QueryError::NotImplemented(message),
+            _ => QueryError::Execution(message),
+        }
+    }
+}
+
+/// Settings of the query engine.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// Bytes a single query's operators may hold (sorts, hash tables); past it the query fails
+    /// with a resources-exhausted error instead of the process being OOM-killed.
+    pub memory_pool_bytes: usize,
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            memory_pool_bytes: 4 << 30,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// Plans and runs queries against the catalog and the buffer.
+#[derive(Debug)]
+pub struct QueryEngine {
+    catalog: Arc<Catalog>,
+    buffer: Arc<Buffer>,
+    runtime: Arc<RuntimeEnv>,
+    config: QueryConfig,
+}
+
+impl QueryEngine {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        buffer: Arc<Buffer>,
+        config: QueryConfig,
+    ) -> Result<Self, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.memory_pool_bytes, 1.0)
+            .build_arc()
+            .map_err(QueryError::from_datafusion)?;
+        Ok(Self {
+            catalog,
+            buffer,
+            runtime,
+            config,
+        })
+    }
+
+    /// A session over database `db`: its tables in `public.iox`, and `information_schema`.
+    pub fn session(&self, db: &str) -> Result<SessionContext, QueryError> {
+        let snapshot = self.catalog.snapshot();
+        let database = snapshot
+            .database(db)
+            .cloned()
+            .ok_or_else(|| QueryError::DatabaseNotFound(db.to_string()))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG_NAME, TABLE_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_target_partitions(self.config.target_partitions);
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(DatabaseCatalog::new(database, Arc::clone(&self.buffer))),
+        );
+        Ok(ctx)
+    }
+
+    /// Plans and starts `sql` on database `db`, binding `$name` placeholders from `params`.
+    pub async fn sql(
+        &self,
+        db: &str,
+        sql: &str,
+        params: Option<HashMap<String, ScalarValue>>,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let ctx = self.session(db)?;
+        let mut frame = ctx.sql(sql).await.map_err(QueryError::from_datafusion)?;
+        if let Some(params) = params {
+            frame = frame
+                .with_param_values(ParamValues::Map(
+                    params.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                ))
+                .map_err(QueryError::from_datafusion)?;
+        }
+        frame
+            .execute_stream()
+            .await
+            .map_err(QueryError::from_datafusion)
+    }
+}
+
+/// Converts a JSON parameter value to a SQL scalar (`null`, booleans, integers that fit `i64`
+/// or `u64`, floats and strings; arrays and objects are not parameter values).
+pub fn json_param(value: &serde_json::Value) -> Result<ScalarValue, QueryError> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int64(Some(i))
+            } else if let Some(u) = n.as_u64() {
+                ScalarValue::UInt64(Some(u))
+            } else {
+                ScalarValue::Float64(n.as_f64())
+            }
+        }
+        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(QueryError::Invalid(format!(
+                "unsupported parameter value {value}: use a string, number, boolean or null"
+            )))
+        }
+    })
+}
+
+/// A running query's result.
+pub type BatchStream = SendableRecordBatchStream;

@@ -1,0 +1,222 @@
+//! Gnomon's HTTP API: the InfluxDB 3 Core wire protocol on one listener.
+//!
+//! This crate owns routing (exact paths; unknown paths and wrong methods answer `404 Not
+//! found`; `OPTIONS` answers CORS preflights), request bodies (size limits, gzip), the error
+//! body families of each endpoint, the response headers every response carries, and
+//! `/metrics`. Handlers translate HTTP to calls on the write buffer and the query engine and
+//! back; they hold no data of their own.
+//!
+//! It must not reach into storage: what a write or a query does is the write buffer's and the
+//! query engine's business.
+
+pub mod body;
+pub mod error;
+pub mod metrics;
+mod query;
+mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use gnomon_query::QueryEngine;
+use gnomon_write_buffer::WriteBuffer;
+
+pub use error::HttpError;
+pub use metrics::Metrics;
+
+/// The InfluxDB version Gnomon presents itself as to clients that look at it.
+pub const COMPATIBLE_VERSION: &str = "3.10.0";
+/// Gnomon's own version.
+pub const GNOMON_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Short git revision of the build, when the build knew it.
+pub const REVISION: &str = match option_env!("GNOMON_GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body, before and after decompression.
+    pub max_request_size: usize,
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub write_buffer: Arc<WriteBuffer>,
+    pub query: Arc<QueryEngine>,
+    pub metrics: Arc<Metrics>,
+    pub config: HttpConfig,
+    /// Identifies this process in `/ping`.
+    pub process_id: uuid::Uuid,
+}
+
+impl AppState {
+    pub fn new(
+        write_buffer: Arc<WriteBuffer>,
+        query: Arc<QueryEngine>,
+        config: HttpConfig,
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new(Arc::clone(&write_buffer)));
+        Arc::new(Self {
+            write_buffer,
+            query,
+            metrics,
+            config,
+            process_id: uuid::Uuid::new_v4(),
+        })
+    }
+}
+
+/// Every route, and the label it is counted under in `/metrics`.
+const ROUTES: &[&str] = &[
+    "/health",
+    "/api/v1/health",
+    "/ping",
+    "/metrics",
+    "/write",
+    "/api/v2/write",
+    "/api/v3/write_lp",
+    "/api/v3/query_sql",
+];
+
+/// The HTTP router with all middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/health", get(health))
+        .route("/ping", get(ping).post(ping))
+        .route("/metrics", get(metrics_text))
+        .route("/write", post(write::write_v1))
+        .route("/api/v2/write", post(write::write_v2))
+        .route("/api/v3/write_lp", post(write::write_v3))
+        .route(
+            "/api/v3/query_sql",
+            get(query::query_sql_get).post(query::query_sql_post),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            common_headers,
+        ))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` (HTTP/1.1 and cleartext HTTP/2) until `shutdown` resolves,
+/// then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> HttpError {
+    HttpError::not_found()
+}
+
+const CLUSTER_UUID: HeaderName = HeaderName::from_static("cluster-uuid");
+
+/// CORS preflight, `cluster-uuid`, `Access-Control-Allow-Origin` on success, request metrics.
+async fn common_headers(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    if method == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let h = response.headers_mut();
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+        ] {
+            h.insert(name, HeaderValue::from_static("*"));
+        }
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return response;
+    }
+    let path = ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == request.uri().path())
+        .unwrap_or("unmatched");
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let uuid = state.write_buffer.catalog().snapshot().uuid().to_string();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&uuid) {
+        h.insert(CLUSTER_UUID, v);
+    }
+    if status.is_success() {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&metrics::PathLabels { path })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            path,
+            method: method.to_string(),
+            status: status.as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "OK",
+    )
+        .into_response()
+}
+
+async fn ping(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::json!({
+        "product_name": "Gnomon",
+        "version": COMPATIBLE_VERSION,
+        "revision": REVISION,
+        "process_id": state.process_id.to_string(),
+        "gnomon_version": GNOMON_VERSION,
+    });
+    let request_id = uuid::Uuid::now_v7().to_string();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (HeaderName::from_static("x-influxdb-build"), "Core".to_string()),
+            (
+                HeaderName::from_static("x-influxdb-version"),
+                COMPATIBLE_VERSION.to_string(),
+            ),
+            (HeaderName::from_static("request-id"), request_id.clone()),
+            (HeaderName::from_static("x-request-id"), request_id),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,220 @@
+//! Prometheus metrics, served at `/metrics` in the text format (ending in `# EOF`).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use gnomon_write_buffer::WriteBuffer;
+use prometheus_client::collector::Collector;
+use gnomon_wal::FLUSH_DURATION_BUCKET_BOUNDS;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet as NoLabels,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub path: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    pub path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DbLabels {
+    pub db: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// Every metric the server exposes.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
+    pub lines_written: Family<DbLabels, Counter>,
+    pub lines_rejected: Family<DbLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(write_buffer: Arc<WriteBuffer>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration =
+            Family::<PathLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let lines_written = Family::<DbLabels, Counter>::default();
+        let lines_rejected = Family::<DbLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, until the response head is sent",
+            request_duration.clone(),
+        );
+        registry.register(
+            "influxdb3_write_lines",
+            "Line protocol lines written, by database",
+            lines_written.clone(),
+        );
+        registry.register(
+            "influxdb3_write_lines_rejected",
+            "Line protocol lines rejected, by database",
+            lines_rejected.clone(),
+        );
+        registry.register_collector(Box::new(WriteBufferCollector(write_buffer)));
+        Self {
+            registry,
+            requests,
+            request_duration,
+            lines_written,
+            lines_rejected,
+        }
+    }
+
+    pub fn record_write(&self, db: &str, written: u64, rejected: u64) {
+        let labels = DbLabels { db: db.to_string() };
+        if written > 0 {
+            self.lines_written.get_or_create(&labels).inc_by(written);
+        }
+        if rejected > 0 {
+            self.lines_rejected.get_or_create(&labels).inc_by(rejected);
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            let _ = writeln!(out, "# EOF");
+        }
+        out
+    }
+}
+
+/// Reads the WAL's and the buffer's own counters at scrape time.
+#[derive(Debug)]
+struct WriteBufferCollector(Arc<WriteBuffer>);
+
+fn encode_one(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
+/// The WAL's flush duration buckets as a Prometheus histogram.
+struct FlushHistogram<'a>(&'a gnomon_wal::WalMetrics);
+
+impl EncodeMetric for FlushHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(self.0.flush_duration_buckets.len());
+        for (i, count) in self.0.flush_duration_buckets.iter().enumerate() {
+            cumulative += count;
+            let bound = FLUSH_DURATION_BUCKET_BOUNDS
+                .get(i)
+                .map_or(f64::INFINITY, |d| d.as_secs_f64());
+            buckets.push((bound, cumulative));
+        }
+        encoder.encode_histogram::<NoLabels>(
+            self.0.flush_duration_sum.as_secs_f64(),
+            self.0.flushes,
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl Collector for WriteBufferCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let wal = self.0.wal().metrics();
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_flushes",
+            "WAL flushes (one write and one fsync each)",
+            &ConstCounter::new(wal.flushes),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_written_bytes",
+            "Bytes written to the WAL",
+            &ConstCounter::new(wal.bytes_written),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_entries",
+            "Entries (write requests) appended to the WAL",
+            &ConstCounter::new(wal.entries),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_flush_duration_seconds",
+            "Time from taking a batch of writes to releasing their waiters (write + fsync + apply)",
+            &FlushHistogram(&wal),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_fsync_duration_seconds_sum",
+            "Total time spent in fsync (or object PUTs) by WAL flushes",
+            &ConstGauge::new(wal.sync_duration_sum.as_secs_f64()),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_failed_flushes",
+            "WAL flushes whose write or sync failed",
+            &ConstCounter::new(wal.failed_flushes),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_wal_pending_ops",
+            "Entries waiting for the next WAL flush",
+            &ConstGauge::new(wal.pending_ops as i64),
+        )?;
+        let buffer = self.0.buffer();
+        encode_one(
+            &mut encoder,
+            "gnomon_buffer_size_bytes",
+            "Approximate bytes held by the in-memory write buffer",
+            &ConstGauge::new(buffer.size_bytes() as i64),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_buffer_rows",
+            "Rows held by the in-memory write buffer",
+            &ConstGauge::new(buffer.row_count() as i64),
+        )?;
+        let writes = self.0.metrics();
+        encode_one(
+            &mut encoder,
+            "gnomon_write_lines_rejected",
+            "Line protocol lines rejected, all databases",
+            &ConstCounter::new(writes.lines_rejected.load(std::sync::atomic::Ordering::Relaxed)),
+        )?;
+        Ok(())
+    }
+}

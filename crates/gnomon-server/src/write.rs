@@ -1,0 +1,297 @@
+//! The three line protocol write endpoints: `/api/v3/write_lp`, `/write` (v1) and
+//! `/api/v2/write`. They share one path into the write buffer and differ in parameters,
+//! defaults, database naming and error bodies (API.md §2).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gnomon_catalog::{CatalogError, StatusClass};
+use gnomon_line_protocol::{LineError, Precision};
+use gnomon_write_buffer::{now_ns, WriteBufferError, WriteOptions, WriteOutcome};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::body::read_body;
+use crate::error::HttpError;
+use crate::AppState;
+
+/// Longest `original_line` echoed back in a line error. InfluxDB 3 Core cuts it at 20 bytes,
+/// which hides the part of the line that is wrong; we keep enough to see it while bounding the
+/// response of a body full of bad lines.
+const MAX_ORIGINAL_LINE: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+struct V3Params {
+    db: String,
+    precision: Option<String>,
+    accept_partial: Option<bool>,
+    no_sync: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V1Params {
+    db: String,
+    rp: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct V2Params {
+    bucket: String,
+    precision: Option<String>,
+}
+
+const V3_PRECISIONS: &str =
+    "`auto`, `second`, `s`, `millisecond`, `ms`, `microsecond`, `us`, `u`, `nanosecond`, `ns`, `n`";
+const V1_PRECISIONS: &str =
+    "`s`, `ms`, `us`, `u`, `ns`, `n`, `second`, `millisecond`, `microsecond`, `nanosecond`";
+
+fn unknown_precision(value: &str, expected: &str) -> String {
+    format!("unknown variant `{value}`, expected one of {expected}")
+}
+
+pub async fn write_v3(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let query = query.ok_or_else(|| {
+        HttpError::plain(StatusCode::BAD_REQUEST, "missing query parameter 'db'")
+    })?;
+    let serde_error = |m: String| HttpError::plain(StatusCode::BAD_REQUEST, format!("serde error: {m}"));
+    let params: V3Params = serde_urlencoded::from_str(&query).map_err(|e| serde_error(e.to_string()))?;
+    let precision = match params.precision.as_deref() {
+        None => Precision::Auto,
+        Some(p) => Precision::parse_v3(p).ok_or_else(|| serde_error(unknown_precision(p, V3_PRECISIONS)))?,
+    };
+    let accept_partial = params.accept_partial.unwrap_or(true);
+    let no_sync = params.no_sync.unwrap_or(false);
+    let body = read_body(&headers, body, state.config.max_request_size).await?;
+    write(&state, &params.db, &body, precision, accept_partial, no_sync).await
+}
+
+pub async fn write_v1(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let query = query.ok_or_else(|| {
+        HttpError::message(StatusCode::BAD_REQUEST, "no db destination provided")
+    })?;
+    let deser_error = |m: String| {
+        HttpError::message(
+            StatusCode::BAD_REQUEST,
+            format!("failed to deserialize db/rp/precision in request: {m}"),
+        )
+    };
+    let params: V1Params = serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
+    let precision = match params.precision.as_deref() {
+        None => Precision::Nanosecond,
+        Some(p) => Precision::parse_v1(p).ok_or_else(|| deser_error(unknown_precision(p, V1_PRECISIONS)))?,
+    };
+    let db = v1_database(&params.db, params.rp.as_deref())?;
+    let body = read_body(&headers, body, state.config.max_request_size).await?;
+    write(&state, &db, &body, precision, false, false).await
+}
+
+pub async fn write_v2(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let inner = async {
+        let query = query.ok_or_else(|| {
+            HttpError::v2(StatusCode::BAD_REQUEST, "no org/bucket destination provided")
+        })?;
+        let deser_error = |m: String| {
+            HttpError::v2(
+                StatusCode::BAD_REQUEST,
+                format!("failed to deserialize org/bucket/precision in request: {m}"),
+            )
+        };
+        let params: V2Params =
+            serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
+        if params.bucket.is_empty() {
+            return Err(HttpError::v2(StatusCode::BAD_REQUEST, "missing bucket value"));
+        }
+        let precision = match params.precision.as_deref() {
+            None => Precision::Nanosecond,
+            Some(p) => Precision::parse_v1(p).ok_or_else(|| deser_error(unknown_precision(p, V1_PRECISIONS)))?,
+        };
+        check_namespace(&params.bucket)?;
+        let body = read_body(&headers, body, state.config.max_request_size).await?;
+        write(&state, &params.bucket, &body, precision, false, false).await
+    };
+    inner.await.map_err(|e: HttpError| match e.body {
+        crate::error::ErrorBody::V2 { .. } => e,
+        crate::error::ErrorBody::Message {
+            ref error,
+            data: Some(ref data),
+        } if error == "line protocol parsing error" => {
+            let message = data
+                .get("error_message")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            HttpError::v2(
+                e.status,
+                format!("write buffer error: line protocol parse failed: {message}"),
+            )
+        }
+        _ if e.message_text() == "incoming write was empty" => HttpError::v2(
+            StatusCode::BAD_REQUEST,
+            "write buffer error: incoming write was empty",
+        ),
+        _ => e.into_v2(),
+    })
+}
+
+/// The database a v1 write goes to: `db`, or `db/rp` for a non-default retention policy.
+fn v1_database(db: &str, rp: Option<&str>) -> Result<String, HttpError> {
+    check_namespace(db)?;
+    let rp = rp.map(str::to_lowercase);
+    Ok(match rp.as_deref() {
+        None | Some("") | Some("''") | Some("autogen") | Some("default") => db.to_string(),
+        Some(rp) => format!("{db}/{rp}"),
+    })
+}
+
+/// The v1/v2 namespace rule, checked before the v3 database name rules.
+fn check_namespace(name: &str) -> Result<(), HttpError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > 64 {
+        return Err(HttpError::message(
+            StatusCode::BAD_REQUEST,
+            format!("namespace name {name} length must be between 1 and 64 characters"),
+        ));
+    }
+    if let Some((i, _)) = name
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_alphanumeric() || matches!(c, '/' | '_' | '-')))
+    {
+        return Err(HttpError::message(
+            StatusCode::BAD_REQUEST,
+            format!("namespace name '{name}' contains invalid character, character number {i} is not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+async fn write(
+    state: &AppState,
+    db: &str,
+    body: &[u8],
+    precision: Precision,
+    accept_partial: bool,
+    no_sync: bool,
+) -> Result<Response, HttpError> {
+    let body = std::str::from_utf8(body).map_err(|e| {
+        HttpError::plain(
+            StatusCode::BAD_REQUEST,
+            format!("body content is not valid utf8: {e}"),
+        )
+    })?;
+    let opts = WriteOptions {
+        precision,
+        accept_partial,
+        now_ns: now_ns(),
+    };
+    let outcome = state
+        .write_buffer
+        .write_lp(db, body, opts, no_sync)
+        .await
+        .map_err(write_error)?;
+    state
+        .metrics
+        .record_write(db, outcome.lines_written as u64, outcome.errors.len() as u64);
+    write_response(outcome, accept_partial)
+}
+
+fn write_response(outcome: WriteOutcome, accept_partial: bool) -> Result<Response, HttpError> {
+    if outcome.errors.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if !accept_partial {
+        let first = &outcome.errors[0];
+        return Err(HttpError::with_data(
+            StatusCode::BAD_REQUEST,
+            "line protocol parsing error",
+            line_error_json(first),
+        ));
+    }
+    let limit_hit = outcome.errors.iter().any(|e| {
+        e.message.starts_with("Update to schema would exceed number of")
+            || e.message.starts_with("Adding a new database would exceed limit of")
+    });
+    let status = if limit_hit {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Err(HttpError::with_data(
+        status,
+        "partial write of line protocol occurred",
+        serde_json::Value::Array(outcome.errors.iter().map(line_error_json).collect()),
+    ))
+}
+
+fn line_error_json(e: &LineError) -> serde_json::Value {
+    let mut original = e.original_line.as_str();
+    if original.len() > MAX_ORIGINAL_LINE {
+        let mut end = MAX_ORIGINAL_LINE;
+        while !original.is_char_boundary(end) {
+            end -= 1;
+        }
+        original = &original[..end];
+    }
+    // serde_json's map keeps insertion order only with `preserve_order`; build the object by
+    // hand so the key order is the documented one.
+    let text = format!(
+        "{{\"error_message\":{},\"line_number\":{},\"original_line\":{}}}",
+        serde_json::Value::String(e.message.clone()),
+        e.line_number,
+        serde_json::Value::String(original.to_string()),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|_| json!({}))
+}
+
+fn write_error(e: WriteBufferError) -> HttpError {
+    match e {
+        WriteBufferError::EmptyWrite => {
+            HttpError::plain(StatusCode::BAD_REQUEST, "incoming write was empty")
+        }
+        WriteBufferError::Catalog(e) => catalog_error(e),
+        e @ WriteBufferError::Wal(_) => {
+            tracing::error!(error = %e, "write failed in the WAL");
+            HttpError::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("write buffer error: {e}"),
+            )
+        }
+        e @ WriteBufferError::CorruptBatch(_) => {
+            HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}
+
+/// Maps a catalog error met while writing (JSON bodies, as the write endpoints use).
+fn catalog_error(e: CatalogError) -> HttpError {
+    let status = match e.status_class() {
+        StatusClass::NotFound => StatusCode::NOT_FOUND,
+        StatusClass::Conflict => StatusCode::CONFLICT,
+        StatusClass::BadRequest => StatusCode::BAD_REQUEST,
+        StatusClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        StatusClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "catalog error while writing");
+        return HttpError::plain(status, format!("write buffer error: {e}"));
+    }
+    HttpError::message(status, e.to_string())
+}

@@ -1,0 +1,243 @@
+//! The write path of one crate end to end: parse → validate → WAL → buffer → record batches.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, DictionaryArray, Float64Array, Int64Array, StringArray,
+    TimestampNanosecondArray,
+};
+use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use gnomon_catalog::{Catalog, Limits};
+use gnomon_line_protocol::Precision;
+use gnomon_wal::{WalBackend, WalConfig};
+use gnomon_write_buffer::{WriteBuffer, WriteOptions};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+const HOUR: i64 = 3_600_000_000_000;
+
+struct Fixture {
+    store: Arc<dyn ObjectStore>,
+    wb: WriteBuffer,
+}
+
+async fn open_on(store: Arc<dyn ObjectStore>) -> Fixture {
+    let catalog = Catalog::load_or_create(Arc::clone(&store), Path::from("node"), Limits::default())
+        .await
+        .unwrap();
+    let backend = WalBackend::ObjectStore {
+        store: Arc::clone(&store),
+        prefix: Path::from("node/wal"),
+    };
+    let (wb, _) = WriteBuffer::open(catalog, backend, WalConfig::default(), HOUR)
+        .await
+        .unwrap();
+    Fixture { store, wb }
+}
+
+async fn open() -> Fixture {
+    open_on(Arc::new(InMemory::new())).await
+}
+
+fn opts(accept_partial: bool) -> WriteOptions {
+    WriteOptions {
+        precision: Precision::Nanosecond,
+        accept_partial,
+        now_ns: 0,
+    }
+}
+
+fn batches(wb: &WriteBuffer, db: &str, table: &str) -> Vec<RecordBatch> {
+    let snapshot = wb.catalog().snapshot();
+    let db = snapshot.database(db).expect("database exists");
+    let table = db.table(table).expect("table exists");
+    wb.buffer()
+        .record_batches(db.id, table, i64::MIN, i64::MAX)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
+    batch.column_by_name(name).unwrap().as_ref()
+}
+
+fn tags(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let dict: &DictionaryArray<Int32Type> = column(batch, name).as_dictionary();
+    let values: &StringArray = dict.values().as_string();
+    dict.keys()
+        .iter()
+        .map(|k| k.map(|k| values.value(k as usize).to_string()))
+        .collect()
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {
+    let a: &Float64Array = column(batch, name).as_any().downcast_ref().unwrap();
+    a.iter().collect()
+}
+
+fn times(batch: &RecordBatch) -> Vec<i64> {
+    let a: &TimestampNanosecondArray = column(batch, "time").as_any().downcast_ref().unwrap();
+    a.values().to_vec()
+}
+
+#[tokio::test]
+async fn rows_come_back_sorted_by_series_and_time_with_columns_by_name() {
+    let f = open().await;
+    let out = f
+        .wb
+        .write_lp(
+            "db",
+            "cpu,host=b usage=2 20\ncpu,host=a usage=1 10\ncpu,host=b usage=3 15\ncpu,host=a,rack=r1 usage=4 5",
+            opts(true),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.lines_written, 4);
+    let b = batches(&f.wb, "db", "cpu");
+    assert_eq!(b.len(), 1);
+    let names: Vec<_> = b[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["host", "rack", "time", "usage"]);
+    // Series in first-seen order: host=b, host=a, host=a+rack=r1; each by time.
+    assert_eq!(times(&b[0]), vec![15, 20, 10, 5]);
+    assert_eq!(
+        tags(&b[0], "host"),
+        ["b", "b", "a", "a"].map(|s| Some(s.to_string()))
+    );
+    assert_eq!(tags(&b[0], "rack"), vec![None, None, None, Some("r1".into())]);
+    assert_eq!(floats(&b[0], "usage"), vec![Some(3.0), Some(2.0), Some(1.0), Some(4.0)]);
+}
+
+#[tokio::test]
+async fn same_series_and_time_merge_per_field_last_write_wins() {
+    let f = open().await;
+    for body in [
+        "m,t=x a=1,b=1 100",
+        "m,t=x c=1 100",
+        "m,t=x a=2 100",
+        "m,t=y a=9 100",
+    ] {
+        f.wb.write_lp("db", body, opts(true), false).await.unwrap();
+    }
+    let b = batches(&f.wb, "db", "m");
+    assert_eq!(b[0].num_rows(), 2);
+    assert_eq!(tags(&b[0], "t"), vec![Some("x".into()), Some("y".into())]);
+    assert_eq!(floats(&b[0], "a"), vec![Some(2.0), Some(9.0)]);
+    assert_eq!(floats(&b[0], "b"), vec![Some(1.0), None]);
+    assert_eq!(floats(&b[0], "c"), vec![Some(1.0), None]);
+}
+
+#[tokio::test]
+async fn partial_write_keeps_good_lines_and_rolls_back_bad_lines_schema() {
+    let f = open().await;
+    let out = f
+        .wb
+        .write_lp(
+            "db",
+            "good v=1i 1\nnewtable,t=v t=2 2\ngood v=1.5 3\ngood v=2i 4",
+            opts(true),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.lines_written, 2);
+    let messages: Vec<_> = out.errors.iter().map(|e| (e.line_number, e.message.as_str())).collect();
+    assert_eq!(
+        messages,
+        vec![
+            (2, "invalid column type for column 't', expected iox::column_type::tag, got iox::column_type::field::float"),
+            (3, "invalid column type for column 'v', expected iox::column_type::field::integer, got iox::column_type::field::float"),
+        ]
+    );
+    let snapshot = f.wb.catalog().snapshot();
+    let db = snapshot.database("db").unwrap();
+    assert!(db.table("newtable").is_none(), "a rejected line's table is rolled back");
+    let b = batches(&f.wb, "db", "good");
+    let v: &Int64Array = column(&b[0], "v").as_primitive::<Int64Type>();
+    assert_eq!(v.values().to_vec(), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn rejected_request_writes_nothing_and_creates_nothing() {
+    let f = open().await;
+    f.wb.write_lp("db", "existing v=1 1", opts(true), false).await.unwrap();
+    let out = f
+        .wb
+        .write_lp("db", "t2,host=a v=1 1\nt2,host=b v= 2", opts(false), false)
+        .await
+        .unwrap();
+    assert!(!out.accepted);
+    assert_eq!(out.lines_written, 0);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].line_number, 2);
+    assert_eq!(out.errors[0].message, "No fields were provided");
+    assert!(f.wb.catalog().snapshot().database("db").unwrap().table("t2").is_none());
+}
+
+#[tokio::test]
+async fn duplicate_fields_and_reserved_names_are_line_errors() {
+    let f = open().await;
+    let out = f
+        .wb
+        .write_lp("db", "m f=1,f=2 1\nm time=1 2\nm,time=x f=1 3", opts(true), false)
+        .await
+        .unwrap();
+    let messages: Vec<_> = out.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages[0], "invalid line protocol - multiple instances of 'f' field found");
+    assert_eq!(messages[1], "'time' is a reserved column");
+    assert_eq!(messages.len(), 3);
+    assert_eq!(out.lines_written, 0);
+}
+
+#[tokio::test]
+async fn missing_timestamp_uses_now_truncated_to_the_precision() {
+    let f = open().await;
+    let o = WriteOptions {
+        precision: Precision::Second,
+        accept_partial: true,
+        now_ns: 1_700_000_000_123_456_789,
+    };
+    f.wb.write_lp("db", "m f=1", o, false).await.unwrap();
+    let b = batches(&f.wb, "db", "m");
+    assert_eq!(times(&b[0]), vec![1_700_000_000_000_000_000]);
+}
+
+#[tokio::test]
+async fn rows_split_into_time_chunks_and_range_reads_skip_chunks() {
+    let f = open().await;
+    let body = format!("m,t=a f=1 {}\nm,t=a f=2 {}\nm,t=a f=3 {}", 0, HOUR + 1, 3 * HOUR);
+    f.wb.write_lp("db", &body, opts(true), false).await.unwrap();
+    let snapshot = f.wb.catalog().snapshot();
+    let db = snapshot.database("db").unwrap();
+    let table = db.table("m").unwrap();
+    let all = f.wb.buffer().record_batches(db.id, table, i64::MIN, i64::MAX);
+    assert_eq!(all.len(), 3);
+    let some = f.wb.buffer().record_batches(db.id, table, HOUR, 2 * HOUR);
+    assert_eq!(some.len(), 1);
+    assert_eq!(times(&some[0]), vec![HOUR + 1]);
+}
+
+#[tokio::test]
+async fn empty_body_is_an_error_and_creates_no_database() {
+    let f = open().await;
+    let err = f.wb.write_lp("db", "\n# only a comment\n  \n", opts(true), false).await;
+    assert_eq!(err.unwrap_err().to_string(), "incoming write was empty");
+    assert!(f.wb.catalog().snapshot().database("db").is_none());
+}
+
+#[tokio::test]
+async fn restart_replays_the_wal_into_the_buffer() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    {
+        let f = open_on(Arc::clone(&store)).await;
+        f.wb.write_lp("db", "m,t=a f=1 1\nm,t=b f=2 2", opts(true), false).await.unwrap();
+        f.wb.write_lp("db", "m,t=a f=3 1", opts(true), false).await.unwrap();
+        f.wb.shutdown().await.unwrap();
+    }
+    let f = open_on(store).await;
+    let b = batches(&f.wb, "db", "m");
+    assert_eq!(tags(&b[0], "t"), vec![Some("a".into()), Some("b".into())]);
+    assert_eq!(floats(&b[0], "f"), vec![Some(3.0), Some(2.0)]);
+    let _ = &f.store;
+}

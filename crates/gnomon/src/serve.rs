@@ -1,0 +1,219 @@
+//! `gnomon serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use gnomon_catalog::{Catalog, Limits};
+use gnomon_query::{QueryConfig, QueryEngine};
+use gnomon_server::{AppState, HttpConfig};
+use gnomon_wal::{WalBackend, WalConfig};
+use gnomon_write_buffer::WriteBuffer;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum ObjectStoreKind {
+    /// Local disk under `--data-dir`.
+    File,
+    /// In memory: everything is lost at exit (tests, experiments).
+    Memory,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for HTTP (and, later, gRPC). Loopback by default: expose it on
+    /// purpose, e.g. `--http-bind 0.0.0.0:8181`.
+    #[arg(long, env = "GNOMON_HTTP_BIND", default_value = "127.0.0.1:8181")]
+    http_bind: SocketAddr,
+
+    /// Where data lives.
+    #[arg(long, env = "GNOMON_OBJECT_STORE", value_enum, default_value = "file", ignore_case = true)]
+    object_store: ObjectStoreKind,
+
+    /// Directory of the `file` object store (and of the local WAL).
+    #[arg(long, env = "GNOMON_DATA_DIR", default_value = "./.gnomon")]
+    data_dir: PathBuf,
+
+    /// Prefix of every object this server writes.
+    #[arg(long, env = "GNOMON_NODE_ID", default_value = "gnomon", alias = "host-id")]
+    node_id: String,
+
+    /// Longest time a write may wait for its WAL flush to start. Flushes start as soon as the
+    /// previous one is done, so a write usually waits about one fsync.
+    #[arg(long, env = "GNOMON_WAL_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    wal_flush_interval: Duration,
+
+    /// Writes waiting for a WAL flush before new writes are refused.
+    #[arg(long, env = "GNOMON_WAL_MAX_WRITE_BUFFER_SIZE", default_value_t = 100_000)]
+    wal_max_write_buffer_size: usize,
+
+    /// Refuse to start when the WAL holds corrupt entries (default: log and skip them).
+    #[arg(long, env = "GNOMON_WAL_REPLAY_FAIL_ON_ERROR")]
+    wal_replay_fail_on_error: bool,
+
+    /// Time span of one buffer chunk (and, later, of one Parquet file): 1m, 5m or 10m.
+    #[arg(long, env = "GNOMON_GEN1_DURATION", default_value = "10m", value_parser = parse_gen1)]
+    gen1_duration: Duration,
+
+    /// Largest accepted request body in bytes, before and after gzip decompression.
+    #[arg(long, env = "GNOMON_MAX_HTTP_REQUEST_SIZE", default_value_t = 10_485_760)]
+    max_http_request_size: usize,
+
+    /// Most user databases.
+    #[arg(long, env = "GNOMON_NUM_DATABASE_LIMIT", default_value_t = 100)]
+    num_database_limit: usize,
+
+    /// Most tables, across all databases.
+    #[arg(long, env = "GNOMON_NUM_TABLE_LIMIT", default_value_t = 10_000)]
+    num_table_limit: usize,
+
+    /// Most tag and field columns in one table (`time` not counted).
+    #[arg(long, env = "GNOMON_NUM_TOTAL_COLUMNS_PER_TABLE_LIMIT", default_value_t = 1000)]
+    num_total_columns_per_table_limit: usize,
+
+    /// Memory one query may use, in bytes or as a percentage of RAM (`20%`).
+    #[arg(long, env = "GNOMON_EXEC_MEM_POOL_BYTES", default_value = "20%")]
+    exec_mem_pool_bytes: String,
+
+    /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `gnomon_wal=debug`).
+    #[arg(long, env = "GNOMON_LOG_FILTER", default_value = "info")]
+    log_filter: String,
+
+    /// Accepted for compatibility with `influxdb3 serve`: Gnomon has no authentication yet, so
+    /// every request is accepted with or without this flag.
+    #[arg(long, env = "GNOMON_WITHOUT_AUTH")]
+    without_auth: bool,
+}
+
+fn parse_gen1(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    match d.as_secs() {
+        60 | 300 | 600 => Ok(d),
+        _ => Err("gen1 duration must be 1m, 5m or 10m".to_string()),
+    }
+}
+
+/// Bytes from `123`, or a percentage of physical memory from `20%`.
+fn parse_memory(s: &str) -> anyhow::Result<usize> {
+    if let Some(pct) = s.strip_suffix('%') {
+        let pct: f64 = pct.trim().parse().context("memory percentage")?;
+        anyhow::ensure!((0.0..=100.0).contains(&pct), "percentage must be within 0..100");
+        return Ok((total_memory_bytes() as f64 * pct / 100.0) as usize);
+    }
+    s.trim().parse().context("memory size in bytes")
+}
+
+fn total_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(8 << 30)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+                .with_context(|| format!("invalid --log-filter {:?}", args.log_filter))?,
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gnomon")
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (store, wal_backend): (Arc<dyn ObjectStore>, WalBackend) = match args.object_store {
+        ObjectStoreKind::File => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&args.data_dir)
+                .context("opening the file object store")?;
+            let wal_dir = args.data_dir.join(&args.node_id).join("wal");
+            (Arc::new(store), WalBackend::LocalDir(wal_dir))
+        }
+        ObjectStoreKind::Memory => {
+            let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let backend = WalBackend::ObjectStore {
+                store: Arc::clone(&store),
+                prefix: ObjectPath::from(format!("{}/wal", args.node_id)),
+            };
+            (store, backend)
+        }
+    };
+    let limits = Limits {
+        max_databases: args.num_database_limit,
+        max_tables: args.num_table_limit,
+        max_columns_per_table: args.num_total_columns_per_table_limit,
+        ..Limits::default()
+    };
+    let catalog = Catalog::load_or_create(Arc::clone(&store), ObjectPath::from(args.node_id.as_str()), limits)
+        .await
+        .context("loading the catalog")?;
+    let wal_config = WalConfig {
+        flush_interval: args.wal_flush_interval,
+        max_pending_ops: args.wal_max_write_buffer_size,
+        fail_on_corruption: args.wal_replay_fail_on_error,
+        ..WalConfig::default()
+    };
+    let (write_buffer, report) = WriteBuffer::open(
+        Arc::clone(&catalog),
+        wal_backend,
+        wal_config,
+        args.gen1_duration.as_nanos() as i64,
+    )
+    .await
+    .context("opening the WAL")?;
+    tracing::info!(?report, "WAL replayed");
+    let write_buffer = Arc::new(write_buffer);
+    let query = QueryEngine::new(
+        Arc::clone(&catalog),
+        Arc::clone(write_buffer.buffer()),
+        QueryConfig {
+            memory_pool_bytes: parse_memory(&args.exec_mem_pool_bytes)
+                .context("--exec-mem-pool-bytes")?,
+            ..QueryConfig::default()
+        },
+    )?;
+    let state = AppState::new(
+        Arc::clone(&write_buffer),
+        Arc::new(query),
+        HttpConfig {
+            max_request_size: args.max_http_request_size,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.http_bind)
+        .await
+        .with_context(|| format!("binding {}", args.http_bind))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    gnomon_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("shutting down: flushing the WAL");
+    write_buffer.shutdown().await.context("flushing the WAL")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received");
+}
