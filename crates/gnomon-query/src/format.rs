@@ -140,11 +140,14 @@ impl ResultEncoder {
                 } else {
                     arrow::util::pretty::pretty_format_batches(batches)?.to_string()
                 };
-                self.buf.write_all(text.as_bytes()).map_err(ArrowError::from)?;
+                self.buf
+                    .write_all(text.as_bytes())
+                    .map_err(ArrowError::from)?;
             }
             State::Parquet(w) => {
                 if let Some(w) = w.take() {
-                    w.close().map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+                    w.close()
+                        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
                 }
             }
         }
@@ -156,7 +159,8 @@ fn parquet_writer(buf: SharedBuf, schema: SchemaRef) -> Result<ArrowWriter<Share
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    ArrowWriter::try_new(buf, schema, Some(props)).map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    ArrowWriter::try_new(buf, schema, Some(props))
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))
 }
 
 /// Encodes whole batches at once (tests, CLI).
@@ -179,7 +183,11 @@ mod tests {
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("host", DataType::Utf8, true),
-            Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
             Field::new("usage", DataType::Float64, true),
             Field::new("n", DataType::Int64, true),
         ]));

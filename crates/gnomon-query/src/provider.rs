@@ -56,17 +56,15 @@ struct TableSchemaProvider {
 
 impl fmt::Debug for TableSchemaProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TableSchemaProvider").finish_non_exhaustive()
+        f.debug_struct("TableSchemaProvider")
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait]
 impl SchemaProvider for TableSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.database
-            .tables()
-            .map(|t| t.name.to_string())
-            .collect()
+        self.database.tables().map(|t| t.name.to_string()).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {

@@ -104,7 +104,13 @@ mod tests {
         let r = TimeRange::from_filters(&[col("time").gt_eq(ts(10)), col("time").lt(ts(20))]);
         assert_eq!(r, TimeRange { min: 10, max: 19 });
         let r = TimeRange::from_filters(&[ts(10).lt(col("time")).and(col("host").eq(lit("a")))]);
-        assert_eq!(r, TimeRange { min: 11, max: i64::MAX });
+        assert_eq!(
+            r,
+            TimeRange {
+                min: 11,
+                max: i64::MAX
+            }
+        );
         let r = TimeRange::from_filters(&[col("time").between(ts(5), ts(7))]);
         assert_eq!(r, TimeRange { min: 5, max: 7 });
     }

@@ -38,20 +38,23 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             }
         },
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(too_large(limit));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large(limit));
     }
-    let mut raw = BytesMut::new();
+    // Sized up front when the client says how much is coming: growing a multi-megabyte buffer
+    // by doubling costs copies and page faults on every write.
+    let mut raw = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            HttpError::plain(StatusCode::BAD_REQUEST, format!("error reading request body: {e}"))
+            HttpError::plain(
+                StatusCode::BAD_REQUEST,
+                format!("error reading request body: {e}"),
+            )
         })?;
         if raw.len() + chunk.len() > limit {
             return Err(too_large(limit));
@@ -73,7 +76,10 @@ fn inflate(raw: &[u8], limit: usize) -> Result<Bytes, HttpError> {
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
-            HttpError::plain(StatusCode::BAD_REQUEST, format!("error decoding gzip stream: {e}"))
+            HttpError::plain(
+                StatusCode::BAD_REQUEST,
+                format!("error decoding gzip stream: {e}"),
+            )
         })?;
     if out.len() > limit {
         return Err(too_large(limit));
@@ -114,7 +120,10 @@ mod tests {
     #[test]
     fn gzip_bomb_stops_at_the_limit() {
         let bomb = gz(&vec![b'x'; 10 << 20]);
-        assert!(bomb.len() < 100_000);
+        assert!(
+            bomb.len() < 1 << 20,
+            "the compressed body itself is under the limit"
+        );
         let err = inflate(&bomb, 1 << 20).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }

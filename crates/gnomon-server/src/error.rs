@@ -47,7 +47,11 @@ impl HttpError {
         }
     }
 
-    pub fn with_data(status: StatusCode, message: impl Into<String>, data: serde_json::Value) -> Self {
+    pub fn with_data(
+        status: StatusCode,
+        message: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Self {
         Self {
             status,
             body: ErrorBody::Message {
@@ -131,9 +135,10 @@ impl IntoResponse for HttpError {
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status;
         if json {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         response
     }

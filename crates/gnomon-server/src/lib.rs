@@ -10,6 +10,7 @@
 //! query engine's business.
 
 pub mod body;
+mod configure;
 pub mod error;
 pub mod metrics;
 mod query;
@@ -85,6 +86,7 @@ const ROUTES: &[&str] = &[
     "/api/v2/write",
     "/api/v3/write_lp",
     "/api/v3/query_sql",
+    "/api/v3/configure/database",
 ];
 
 /// The HTTP router with all middleware.
@@ -100,6 +102,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v3/query_sql",
             get(query::query_sql_get).post(query::query_sql_post),
+        )
+        .route(
+            "/api/v3/configure/database",
+            get(configure::list_databases).delete(configure::delete_database),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -129,11 +135,28 @@ async fn not_found() -> HttpError {
 const CLUSTER_UUID: HeaderName = HeaderName::from_static("cluster-uuid");
 
 /// CORS preflight, `cluster-uuid`, `Access-Control-Allow-Origin` on success, request metrics.
-async fn common_headers(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn common_headers(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
+    let uuid = state.write_buffer.catalog().snapshot().uuid().to_string();
+    let uuid = HeaderValue::from_str(&uuid).ok();
+    // axum would answer HEAD on every GET route; InfluxDB 3 Core routes HEAD nowhere.
+    if method == Method::HEAD {
+        let mut response = not_found().await.into_response();
+        if let Some(v) = uuid {
+            response.headers_mut().insert(CLUSTER_UUID, v);
+        }
+        return response;
+    }
     if method == Method::OPTIONS {
         let mut response = StatusCode::NO_CONTENT.into_response();
         let h = response.headers_mut();
+        if let Some(v) = uuid {
+            h.insert(CLUSTER_UUID, v);
+        }
         for name in [
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -141,7 +164,10 @@ async fn common_headers(State(state): State<Arc<AppState>>, request: Request, ne
         ] {
             h.insert(name, HeaderValue::from_static("*"));
         }
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         return response;
     }
     let path = ROUTES
@@ -152,13 +178,15 @@ async fn common_headers(State(state): State<Arc<AppState>>, request: Request, ne
     let started = Instant::now();
     let mut response = next.run(request).await;
     let status = response.status();
-    let uuid = state.write_buffer.catalog().snapshot().uuid().to_string();
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&uuid) {
+    if let Some(v) = uuid {
         h.insert(CLUSTER_UUID, v);
     }
     if status.is_success() {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
     state
         .metrics
@@ -178,11 +206,7 @@ async fn common_headers(State(state): State<Arc<AppState>>, request: Request, ne
 }
 
 async fn health() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "OK",
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response()
 }
 
 async fn ping(State(state): State<Arc<AppState>>) -> Response {
@@ -197,7 +221,10 @@ async fn ping(State(state): State<Arc<AppState>>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
-            (HeaderName::from_static("x-influxdb-build"), "Core".to_string()),
+            (
+                HeaderName::from_static("x-influxdb-build"),
+                "Core".to_string(),
+            ),
             (
                 HeaderName::from_static("x-influxdb-version"),
                 COMPATIBLE_VERSION.to_string(),

@@ -3,17 +3,17 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use gnomon_wal::FLUSH_DURATION_BUCKET_BOUNDS;
 use gnomon_write_buffer::WriteBuffer;
 use prometheus_client::collector::Collector;
-use gnomon_wal::FLUSH_DURATION_BUCKET_BOUNDS;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet as NoLabels,
 };
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,7 +213,11 @@ impl Collector for WriteBufferCollector {
             &mut encoder,
             "gnomon_write_lines_rejected",
             "Line protocol lines rejected, all databases",
-            &ConstCounter::new(writes.lines_rejected.load(std::sync::atomic::Ordering::Relaxed)),
+            &ConstCounter::new(
+                writes
+                    .lines_rejected
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
         )?;
         Ok(())
     }

@@ -52,8 +52,8 @@ pub async fn query_sql_get(
 ) -> Result<Response, HttpError> {
     let query = query.ok_or_else(|| bad_request("missing query parameters 'db' and 'q'".into()))?;
     let accepted = format_from_accept(&headers)?;
-    let params: GetParams = serde_urlencoded::from_str(&query)
-        .map_err(|e| bad_request(format!("serde error: {e}")))?;
+    let params: GetParams =
+        serde_urlencoded::from_str(&query).map_err(|e| bad_request(format!("serde error: {e}")))?;
     let format = choose_format(accepted, params.format.as_deref())?;
     let bind = match params.params.as_deref() {
         None => None,
@@ -72,8 +72,8 @@ pub async fn query_sql_post(
 ) -> Result<Response, HttpError> {
     let accepted = format_from_accept(&headers)?;
     let body = read_plain(body, state.config.max_request_size).await?;
-    let request: PostBody = serde_json::from_slice(&body)
-        .map_err(|e| bad_request(format!("serde json error: {e}")))?;
+    let request: PostBody =
+        serde_json::from_slice(&body).map_err(|e| bad_request(format!("serde json error: {e}")))?;
     let format = choose_format(accepted, request.format.as_deref())?;
     run(&state, &request.db, &request.q, format, request.params).await
 }
@@ -98,7 +98,9 @@ fn choose_format(accepted: Format, param: Option<&str>) -> Result<Format, HttpEr
     match param {
         None => Ok(accepted),
         Some(p) => Format::from_param(p).ok_or_else(|| {
-            bad_request(format!("serde error: unknown variant `{p}`, expected one of {FORMATS}"))
+            bad_request(format!(
+                "serde error: unknown variant `{p}`, expected one of {FORMATS}"
+            ))
         }),
     }
 }
@@ -156,9 +158,10 @@ async fn run(
         Body::from_stream(body_stream(Bytes::from(head), stream, encoder))
     };
     let mut response = Response::new(body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     Ok(response)
 }
 

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gnomon_catalog::{CatalogError, StatusClass};
+use gnomon_catalog::CatalogError;
 use gnomon_line_protocol::{LineError, Precision};
 use gnomon_write_buffer::{now_ns, WriteBufferError, WriteOptions, WriteOutcome};
 use serde::Deserialize;
@@ -40,7 +40,7 @@ struct V1Params {
 
 #[derive(Debug, Deserialize)]
 struct V2Params {
-    bucket: String,
+    bucket: Option<String>,
     precision: Option<String>,
 }
 
@@ -49,8 +49,19 @@ const V3_PRECISIONS: &str =
 const V1_PRECISIONS: &str =
     "`s`, `ms`, `us`, `u`, `ns`, `n`, `second`, `millisecond`, `microsecond`, `nanosecond`";
 
-fn unknown_precision(value: &str, expected: &str) -> String {
-    format!("unknown variant `{value}`, expected one of {expected}")
+/// The `precision` parameter: absent → `default`; unknown → `error` with serde's wording.
+fn precision_param(
+    value: Option<&str>,
+    default: Precision,
+    parse: fn(&str) -> Option<Precision>,
+    expected: &str,
+    error: impl Fn(String) -> HttpError,
+) -> Result<Precision, HttpError> {
+    match value {
+        None => Ok(default),
+        Some(p) => parse(p)
+            .ok_or_else(|| error(format!("unknown variant `{p}`, expected one of {expected}"))),
+    }
 }
 
 pub async fn write_v3(
@@ -59,19 +70,31 @@ pub async fn write_v3(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let query = query.ok_or_else(|| {
-        HttpError::plain(StatusCode::BAD_REQUEST, "missing query parameter 'db'")
-    })?;
-    let serde_error = |m: String| HttpError::plain(StatusCode::BAD_REQUEST, format!("serde error: {m}"));
-    let params: V3Params = serde_urlencoded::from_str(&query).map_err(|e| serde_error(e.to_string()))?;
-    let precision = match params.precision.as_deref() {
-        None => Precision::Auto,
-        Some(p) => Precision::parse_v3(p).ok_or_else(|| serde_error(unknown_precision(p, V3_PRECISIONS)))?,
-    };
+    let query = query
+        .ok_or_else(|| HttpError::plain(StatusCode::BAD_REQUEST, "missing query parameter 'db'"))?;
+    let serde_error =
+        |m: String| HttpError::plain(StatusCode::BAD_REQUEST, format!("serde error: {m}"));
+    let params: V3Params =
+        serde_urlencoded::from_str(&query).map_err(|e| serde_error(e.to_string()))?;
+    let precision = precision_param(
+        params.precision.as_deref(),
+        Precision::Auto,
+        Precision::parse_v3,
+        V3_PRECISIONS,
+        serde_error,
+    )?;
     let accept_partial = params.accept_partial.unwrap_or(true);
     let no_sync = params.no_sync.unwrap_or(false);
     let body = read_body(&headers, body, state.config.max_request_size).await?;
-    write(&state, &params.db, &body, precision, accept_partial, no_sync).await
+    write(
+        &state,
+        &params.db,
+        &body,
+        precision,
+        accept_partial,
+        no_sync,
+    )
+    .await
 }
 
 pub async fn write_v1(
@@ -80,20 +103,23 @@ pub async fn write_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let query = query.ok_or_else(|| {
-        HttpError::message(StatusCode::BAD_REQUEST, "no db destination provided")
-    })?;
+    let query = query
+        .ok_or_else(|| HttpError::message(StatusCode::BAD_REQUEST, "no db destination provided"))?;
     let deser_error = |m: String| {
         HttpError::message(
             StatusCode::BAD_REQUEST,
             format!("failed to deserialize db/rp/precision in request: {m}"),
         )
     };
-    let params: V1Params = serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
-    let precision = match params.precision.as_deref() {
-        None => Precision::Nanosecond,
-        Some(p) => Precision::parse_v1(p).ok_or_else(|| deser_error(unknown_precision(p, V1_PRECISIONS)))?,
-    };
+    let params: V1Params =
+        serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
+    let precision = precision_param(
+        params.precision.as_deref(),
+        Precision::Nanosecond,
+        Precision::parse_v1,
+        V1_PRECISIONS,
+        deser_error,
+    )?;
     let db = v1_database(&params.db, params.rp.as_deref())?;
     let body = read_body(&headers, body, state.config.max_request_size).await?;
     write(&state, &db, &body, precision, false, false).await
@@ -107,7 +133,10 @@ pub async fn write_v2(
 ) -> Result<Response, HttpError> {
     let inner = async {
         let query = query.ok_or_else(|| {
-            HttpError::v2(StatusCode::BAD_REQUEST, "no org/bucket destination provided")
+            HttpError::v2(
+                StatusCode::BAD_REQUEST,
+                "no org/bucket destination provided",
+            )
         })?;
         let deser_error = |m: String| {
             HttpError::v2(
@@ -117,16 +146,25 @@ pub async fn write_v2(
         };
         let params: V2Params =
             serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
-        if params.bucket.is_empty() {
-            return Err(HttpError::v2(StatusCode::BAD_REQUEST, "missing bucket value"));
-        }
-        let precision = match params.precision.as_deref() {
-            None => Precision::Nanosecond,
-            Some(p) => Precision::parse_v1(p).ok_or_else(|| deser_error(unknown_precision(p, V1_PRECISIONS)))?,
+        let bucket = match params.bucket {
+            Some(b) if !b.is_empty() => b,
+            _ => {
+                return Err(HttpError::v2(
+                    StatusCode::BAD_REQUEST,
+                    "missing bucket value",
+                ))
+            }
         };
-        check_namespace(&params.bucket)?;
+        let precision = precision_param(
+            params.precision.as_deref(),
+            Precision::Nanosecond,
+            Precision::parse_v1,
+            V1_PRECISIONS,
+            deser_error,
+        )?;
+        check_namespace(&bucket)?;
         let body = read_body(&headers, body, state.config.max_request_size).await?;
-        write(&state, &params.bucket, &body, precision, false, false).await
+        write(&state, &bucket, &body, precision, false, false).await
     };
     inner.await.map_err(|e: HttpError| match e.body {
         crate::error::ErrorBody::V2 { .. } => e,
@@ -147,6 +185,10 @@ pub async fn write_v2(
             StatusCode::BAD_REQUEST,
             "write buffer error: incoming write was empty",
         ),
+        // The v2 API reports limits (and every other rejected write) as `invalid` / 400.
+        _ if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            HttpError::v2(StatusCode::BAD_REQUEST, e.message_text())
+        }
         _ => e.into_v2(),
     })
 }
@@ -207,9 +249,11 @@ async fn write(
         .write_lp(db, body, opts, no_sync)
         .await
         .map_err(write_error)?;
-    state
-        .metrics
-        .record_write(db, outcome.lines_written as u64, outcome.errors.len() as u64);
+    state.metrics.record_write(
+        db,
+        outcome.lines_written as u64,
+        outcome.errors.len() as u64,
+    );
     write_response(outcome, accept_partial)
 }
 
@@ -226,8 +270,10 @@ fn write_response(outcome: WriteOutcome, accept_partial: bool) -> Result<Respons
         ));
     }
     let limit_hit = outcome.errors.iter().any(|e| {
-        e.message.starts_with("Update to schema would exceed number of")
-            || e.message.starts_with("Adding a new database would exceed limit of")
+        e.message
+            .starts_with("Update to schema would exceed number of")
+            || e.message
+                .starts_with("Adding a new database would exceed limit of")
     });
     let status = if limit_hit {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -282,16 +328,13 @@ fn write_error(e: WriteBufferError) -> HttpError {
 
 /// Maps a catalog error met while writing (JSON bodies, as the write endpoints use).
 fn catalog_error(e: CatalogError) -> HttpError {
-    let status = match e.status_class() {
-        StatusClass::NotFound => StatusCode::NOT_FOUND,
-        StatusClass::Conflict => StatusCode::CONFLICT,
-        StatusClass::BadRequest => StatusCode::BAD_REQUEST,
-        StatusClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-        StatusClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %e, "catalog error while writing");
-        return HttpError::plain(status, format!("write buffer error: {e}"));
+    let mapped = crate::configure::catalog_error(e);
+    if mapped.status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = mapped.message_text(), "catalog error while writing");
+        return HttpError::plain(
+            mapped.status,
+            format!("write buffer error: {}", mapped.message_text()),
+        );
     }
-    HttpError::message(status, e.to_string())
+    HttpError::message(mapped.status, mapped.message_text())
 }

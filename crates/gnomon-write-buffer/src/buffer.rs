@@ -7,16 +7,18 @@
 //! linear), merges rows with the same series and time (per column, the last value written
 //! wins), and caches the result until more rows arrive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array, Int64Builder,
-    PrimitiveBuilder, StringArray, StringBuilder, TimestampNanosecondArray, UInt32Array,
-    UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array,
+    Int64Builder, PrimitiveBuilder, StringArray, StringBuilder, TimestampNanosecondArray,
+    UInt32Array, UInt64Builder,
 };
-use arrow::datatypes::ArrowPrimitiveType;
 use arrow::compute::take;
+use arrow::datatypes::ArrowPrimitiveType;
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use gnomon_catalog::{ColumnId, ColumnKind, DbId, FieldType, TableId, TableSchema};
@@ -33,7 +35,13 @@ pub fn arrow_schema(table: &TableSchema) -> SchemaRef {
     let mut fields: Vec<Field> = table
         .columns()
         .iter()
-        .map(|c| Field::new(c.name.as_ref(), arrow_type(c.kind), c.kind != ColumnKind::Time))
+        .map(|c| {
+            Field::new(
+                c.name.as_ref(),
+                arrow_type(c.kind),
+                c.kind != ColumnKind::Time,
+            )
+        })
         .collect();
     fields.sort_by(|a, b| a.name().cmp(b.name()));
     Arc::new(Schema::new(fields))
@@ -101,7 +109,11 @@ impl Buffer {
         let chunk_duration = self.chunk_duration_ns;
         table
             .chunks
-            .range_mut(min_time.div_euclid(chunk_duration).saturating_mul(chunk_duration)..)
+            .range_mut(
+                min_time
+                    .div_euclid(chunk_duration)
+                    .saturating_mul(chunk_duration)..,
+            )
             .take_while(|(start, _)| **start <= max_time)
             .filter_map(|(_, chunk)| chunk.record_batch(schema, &target))
             .collect()
@@ -112,7 +124,13 @@ impl Buffer {
         self.tables
             .read()
             .values()
-            .map(|t| t.lock().chunks.values().map(Chunk::size_bytes).sum::<usize>())
+            .map(|t| {
+                t.lock()
+                    .chunks
+                    .values()
+                    .map(Chunk::size_bytes)
+                    .sum::<usize>()
+            })
             .sum()
     }
 
@@ -332,7 +350,10 @@ impl ColumnStore {
                         .map(|&k| (k != NULL_TAG).then_some(k as i32)),
                 );
                 let values = StringArray::from_iter_values(values.iter().map(|v| v.as_ref()));
-                Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).expect("keys index the dictionary"))
+                Arc::new(
+                    DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))
+                        .expect("keys index the dictionary"),
+                )
             }
             ColumnStore::Float(b) => Arc::new(b.finish_cloned()),
             ColumnStore::Integer(b) => Arc::new(b.finish_cloned()),
@@ -377,7 +398,8 @@ impl Chunk {
             let missing = self.rows - store.len();
             store.append_nulls(missing);
         }
-        self.time.extend(rows.iter().map(|&r| batch.time[r as usize]));
+        self.time
+            .extend(rows.iter().map(|&r| batch.time[r as usize]));
         self.assign_series(before);
     }
 
@@ -426,7 +448,12 @@ impl Chunk {
     }
 
     fn size_bytes(&self) -> usize {
-        self.time.len() * 12 + self.columns.values().map(ColumnStore::size_bytes).sum::<usize>()
+        self.time.len() * 12
+            + self
+                .columns
+                .values()
+                .map(ColumnStore::size_bytes)
+                .sum::<usize>()
     }
 
     fn record_batch(&mut self, schema: &TableSchema, target: &SchemaRef) -> Option<RecordBatch> {
@@ -442,7 +469,9 @@ impl Chunk {
         let rows = self.rows;
         let mut arrays = Vec::with_capacity(target.fields().len());
         for field in target.fields() {
-            let column = schema.column(field.name()).expect("schema built from this table");
+            let column = schema
+                .column(field.name())
+                .expect("schema built from this table");
             let array: ArrayRef = match column.kind {
                 ColumnKind::Time => Arc::new(TimestampNanosecondArray::from(self.time.clone())),
                 _ => match self.columns.get(&column.id) {
@@ -511,8 +540,8 @@ struct RowOrder {
 impl RowOrder {
     /// Reorders `array`, and collapses each duplicate run to its last non-null value.
     fn apply(&self, array: &ArrayRef) -> ArrayRef {
-        let identity = self.groups.is_empty()
-            && self.perm.iter().enumerate().all(|(i, &r)| i as u32 == r);
+        let identity =
+            self.groups.is_empty() && self.perm.iter().enumerate().all(|(i, &r)| i as u32 == r);
         if identity {
             return Arc::clone(array);
         }

@@ -9,7 +9,7 @@
 //! and so persisted — before the batch is handed to the WAL, which is what makes a replayed
 //! batch always find its columns in the catalog.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use gnomon_catalog::{
     Catalog, CatalogError, CatalogTransaction, ColumnId, ColumnKind, DbId, FieldType, Savepoint,
@@ -59,8 +59,12 @@ impl From<CatalogError> for Unresolved {
 /// Schema lookups shared by the lock-free pass and the transactional pass.
 trait Schema {
     fn table(&mut self, name: &str) -> Result<TableId, Unresolved>;
-    fn column(&mut self, table: TableId, name: &str, kind: ColumnKind)
-        -> Result<ColumnId, Unresolved>;
+    fn column(
+        &mut self,
+        table: TableId,
+        name: &str,
+        kind: ColumnKind,
+    ) -> Result<ColumnId, Unresolved>;
     /// Called before a line is resolved.
     fn begin_line(&mut self) {}
     /// Called when the line just resolved is rejected: undo its schema changes.
@@ -183,14 +187,16 @@ fn resolve_all<S: Schema>(
     let mut builder = BatchBuilder::default();
     let mut errors = Vec::new();
     let mut accepted = 0usize;
+    let mut memo: Option<Memo<'_, '_>> = None;
     for line in lines {
         let error = match line {
             Err(e) => e.clone(),
             Ok(line) => {
                 schema.begin_line();
-                match resolve_line(schema, line, opts) {
-                    Ok(row) => {
-                        builder.push(row);
+                match resolve_line(schema, line, opts, &mut memo) {
+                    Ok(time) => {
+                        let memo = memo.as_ref().expect("set by a resolved line");
+                        builder.push(memo.table, time, line, &memo.ids);
                         accepted += 1;
                         continue;
                     }
@@ -224,12 +230,29 @@ fn resolve_all<S: Schema>(
     })
 }
 
-/// One line resolved to ids, ready to be appended to the batch.
-struct ResolvedRow<'l, 'a> {
+/// The ids the previous accepted line resolved to. Writers send runs of lines with the same
+/// measurement and keys (every TSBS line, every Telegraf metric of one input), so comparing
+/// the keys with the previous line's usually replaces every catalog lookup of a line.
+struct Memo<'l, 'a> {
+    line: &'l Line<'a>,
     table: TableId,
-    time: i64,
-    tags: Vec<(ColumnId, &'l str)>,
-    fields: Vec<(ColumnId, &'l FieldValue<'a>)>,
+    /// Tag column ids in the line's tag order, then field column ids in its field order.
+    ids: Vec<ColumnId>,
+}
+
+impl Memo<'_, '_> {
+    fn matches(&self, line: &Line<'_>) -> bool {
+        let prev = self.line;
+        prev.measurement == line.measurement
+            && prev.tags.len() == line.tags.len()
+            && prev.fields.len() == line.fields.len()
+            && prev.tags.iter().zip(&line.tags).all(|(a, b)| a.0 == b.0)
+            && prev
+                .fields
+                .iter()
+                .zip(&line.fields)
+                .all(|(a, b)| a.0 == b.0 && field_type(&a.1) == field_type(&b.1))
+    }
 }
 
 fn field_type(v: &FieldValue<'_>) -> FieldType {
@@ -242,37 +265,35 @@ fn field_type(v: &FieldValue<'_>) -> FieldType {
     }
 }
 
+/// Resolves `line` to its table and column ids (left in `memo`) and its time in nanoseconds.
 fn resolve_line<'l, 'a, S: Schema>(
     schema: &mut S,
     line: &'l Line<'a>,
     opts: WriteOptions,
-) -> Result<ResolvedRow<'l, 'a>, Unresolved> {
+    memo: &mut Option<Memo<'l, 'a>>,
+) -> Result<i64, Unresolved> {
+    let time = match line.timestamp {
+        Some(ts) => opts.precision.to_nanos(ts).map_err(Unresolved::Invalid)?,
+        None => opts.precision.default_time(opts.now_ns),
+    };
+    if memo.as_ref().is_some_and(|m| m.matches(line)) {
+        return Ok(time);
+    }
     if let Some(dup) = duplicate_field(line) {
         return Err(Unresolved::Invalid(format!(
             "invalid line protocol - multiple instances of '{dup}' field found"
         )));
     }
-    let time = match line.timestamp {
-        Some(ts) => opts.precision.to_nanos(ts).map_err(Unresolved::Invalid)?,
-        None => opts.precision.default_time(opts.now_ns),
-    };
     let table = schema.table(&line.measurement)?;
-    let mut tags = Vec::with_capacity(line.tags.len());
-    for (key, value) in line.tags.iter() {
-        let id = schema.column(table, key, ColumnKind::Tag)?;
-        tags.push((id, value.as_ref()));
+    let mut ids = Vec::with_capacity(line.tags.len() + line.fields.len());
+    for (key, _) in line.tags.iter() {
+        ids.push(schema.column(table, key, ColumnKind::Tag)?);
     }
-    let mut fields = Vec::with_capacity(line.fields.len());
     for (key, value) in line.fields.iter() {
-        let id = schema.column(table, key, ColumnKind::Field(field_type(value)))?;
-        fields.push((id, value));
+        ids.push(schema.column(table, key, ColumnKind::Field(field_type(value)))?);
     }
-    Ok(ResolvedRow {
-        table,
-        time,
-        tags,
-        fields,
-    })
+    *memo = Some(Memo { line, table, ids });
+    Ok(time)
 }
 
 fn duplicate_field<'l>(line: &'l Line<'_>) -> Option<&'l str> {
@@ -290,15 +311,23 @@ fn duplicate_field<'l>(line: &'l Line<'_>) -> Option<&'l str> {
 struct BatchBuilder<'l> {
     tables: Vec<TableBuilder<'l>>,
     index: HashMap<TableId, usize>,
+    last: usize,
 }
 
 impl<'l> BatchBuilder<'l> {
-    fn push(&mut self, row: ResolvedRow<'l, '_>) {
-        let idx = *self.index.entry(row.table).or_insert_with(|| {
-            self.tables.push(TableBuilder::new(row.table));
-            self.tables.len() - 1
-        });
-        self.tables[idx].push(row);
+    /// Appends `line`, whose tags and then fields resolved to `ids`.
+    fn push(&mut self, table: TableId, time: i64, line: &'l Line<'_>, ids: &[ColumnId]) {
+        if self
+            .tables
+            .get(self.last)
+            .is_none_or(|t| t.table_id != table)
+        {
+            self.last = *self.index.entry(table).or_insert_with(|| {
+                self.tables.push(TableBuilder::new(table));
+                self.tables.len() - 1
+            });
+        }
+        self.tables[self.last].push(time, line, ids);
     }
 
     fn finish(self, db_id: DbId) -> WriteBatch {
@@ -313,7 +342,8 @@ struct TableBuilder<'l> {
     table_id: TableId,
     time: Vec<i64>,
     columns: Vec<(ColumnId, ColBuilder<'l>)>,
-    index: HashMap<ColumnId, usize>,
+    /// Position in `columns` by column id (ids are dense within a table).
+    index: Vec<Option<u32>>,
 }
 
 impl<'l> TableBuilder<'l> {
@@ -322,32 +352,42 @@ impl<'l> TableBuilder<'l> {
             table_id,
             time: Vec::new(),
             columns: Vec::new(),
-            index: HashMap::new(),
+            index: Vec::new(),
         }
     }
 
-    fn column(&mut self, id: ColumnId, make: impl FnOnce() -> ColBuilder<'l>) -> &mut ColBuilder<'l> {
-        let idx = match self.index.get(&id) {
-            Some(&i) => i,
+    fn column(
+        &mut self,
+        id: ColumnId,
+        make: impl FnOnce() -> ColBuilder<'l>,
+    ) -> &mut ColBuilder<'l> {
+        let slot = id as usize;
+        if slot >= self.index.len() {
+            self.index.resize(slot + 1, None);
+        }
+        let idx = match self.index[slot] {
+            Some(i) => i as usize,
             None => {
                 self.columns.push((id, make()));
-                self.index.insert(id, self.columns.len() - 1);
+                self.index[slot] = Some((self.columns.len() - 1) as u32);
                 self.columns.len() - 1
             }
         };
         &mut self.columns[idx].1
     }
 
-    fn push(&mut self, row: ResolvedRow<'l, '_>) {
+    fn push(&mut self, time: i64, line: &'l Line<'_>, ids: &[ColumnId]) {
         let row_idx = self.time.len();
-        for (id, value) in row.tags {
-            self.column(id, ColBuilder::new_tag).push_tag(row_idx, value);
+        let (tag_ids, field_ids) = ids.split_at(line.tags.len());
+        for (&id, (_, value)) in tag_ids.iter().zip(&line.tags) {
+            self.column(id, ColBuilder::new_tag)
+                .push_tag(row_idx, value);
         }
-        for (id, value) in row.fields {
+        for (&id, (_, value)) in field_ids.iter().zip(&line.fields) {
             self.column(id, || ColBuilder::new_field(value))
                 .push_field(row_idx, value);
         }
-        self.time.push(row.time);
+        self.time.push(time);
     }
 
     fn finish(self) -> TableBatch {
@@ -445,15 +485,11 @@ impl<'l> ColBuilder<'l> {
         }
         match (self, value) {
             (ColBuilder::Float(vals, valid), FieldValue::Float(v)) => put(vals, valid, row, *v),
-            (ColBuilder::Integer(vals, valid), FieldValue::Integer(v)) => {
-                put(vals, valid, row, *v)
-            }
+            (ColBuilder::Integer(vals, valid), FieldValue::Integer(v)) => put(vals, valid, row, *v),
             (ColBuilder::UInteger(vals, valid), FieldValue::UInteger(v)) => {
                 put(vals, valid, row, *v)
             }
-            (ColBuilder::Boolean(vals, valid), FieldValue::Boolean(v)) => {
-                put(vals, valid, row, *v)
-            }
+            (ColBuilder::Boolean(vals, valid), FieldValue::Boolean(v)) => put(vals, valid, row, *v),
             (ColBuilder::String(vals, valid), FieldValue::String(v)) => {
                 put(vals, valid, row, v.to_string())
             }
@@ -462,7 +498,11 @@ impl<'l> ColBuilder<'l> {
     }
 
     fn finish(self, rows: usize) -> ColumnData {
-        fn done<T: Clone + Default>(mut vals: Vec<T>, mut valid: Validity, rows: usize) -> (Vec<T>, Option<Vec<bool>>) {
+        fn done<T: Clone + Default>(
+            mut vals: Vec<T>,
+            mut valid: Validity,
+            rows: usize,
+        ) -> (Vec<T>, Option<Vec<bool>>) {
             valid.pad(vals.len(), rows);
             vals.resize(rows, T::default());
             (vals, valid.0)
@@ -502,4 +542,3 @@ impl<'l> ColBuilder<'l> {
         }
     }
 }
-

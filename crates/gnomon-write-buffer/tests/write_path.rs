@@ -24,9 +24,10 @@ struct Fixture {
 }
 
 async fn open_on(store: Arc<dyn ObjectStore>) -> Fixture {
-    let catalog = Catalog::load_or_create(Arc::clone(&store), Path::from("node"), Limits::default())
-        .await
-        .unwrap();
+    let catalog =
+        Catalog::load_or_create(Arc::clone(&store), Path::from("node"), Limits::default())
+            .await
+            .unwrap();
     let backend = WalBackend::ObjectStore {
         store: Arc::clone(&store),
         prefix: Path::from("node/wal"),
@@ -53,8 +54,7 @@ fn batches(wb: &WriteBuffer, db: &str, table: &str) -> Vec<RecordBatch> {
     let snapshot = wb.catalog().snapshot();
     let db = snapshot.database(db).expect("database exists");
     let table = db.table(table).expect("table exists");
-    wb.buffer()
-        .record_batches(db.id, table, i64::MIN, i64::MAX)
+    wb.buffer().record_batches(db.id, table, i64::MIN, i64::MAX)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
@@ -97,7 +97,12 @@ async fn rows_come_back_sorted_by_series_and_time_with_columns_by_name() {
     assert_eq!(out.lines_written, 4);
     let b = batches(&f.wb, "db", "cpu");
     assert_eq!(b.len(), 1);
-    let names: Vec<_> = b[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<_> = b[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, ["host", "rack", "time", "usage"]);
     // Series in first-seen order: host=b, host=a, host=a+rack=r1; each by time.
     assert_eq!(times(&b[0]), vec![15, 20, 10, 5]);
@@ -105,8 +110,14 @@ async fn rows_come_back_sorted_by_series_and_time_with_columns_by_name() {
         tags(&b[0], "host"),
         ["b", "b", "a", "a"].map(|s| Some(s.to_string()))
     );
-    assert_eq!(tags(&b[0], "rack"), vec![None, None, None, Some("r1".into())]);
-    assert_eq!(floats(&b[0], "usage"), vec![Some(3.0), Some(2.0), Some(1.0), Some(4.0)]);
+    assert_eq!(
+        tags(&b[0], "rack"),
+        vec![None, None, None, Some("r1".into())]
+    );
+    assert_eq!(
+        floats(&b[0], "usage"),
+        vec![Some(3.0), Some(2.0), Some(1.0), Some(4.0)]
+    );
 }
 
 #[tokio::test]
@@ -131,9 +142,8 @@ async fn same_series_and_time_merge_per_field_last_write_wins() {
 #[tokio::test]
 async fn partial_write_keeps_good_lines_and_rolls_back_bad_lines_schema() {
     let f = open().await;
-    let out = f
-        .wb
-        .write_lp(
+    let out =
+        f.wb.write_lp(
             "db",
             "good v=1i 1\nnewtable,t=v t=2 2\ngood v=1.5 3\ngood v=2i 4",
             opts(true),
@@ -142,7 +152,11 @@ async fn partial_write_keeps_good_lines_and_rolls_back_bad_lines_schema() {
         .await
         .unwrap();
     assert_eq!(out.lines_written, 2);
-    let messages: Vec<_> = out.errors.iter().map(|e| (e.line_number, e.message.as_str())).collect();
+    let messages: Vec<_> = out
+        .errors
+        .iter()
+        .map(|e| (e.line_number, e.message.as_str()))
+        .collect();
     assert_eq!(
         messages,
         vec![
@@ -152,7 +166,10 @@ async fn partial_write_keeps_good_lines_and_rolls_back_bad_lines_schema() {
     );
     let snapshot = f.wb.catalog().snapshot();
     let db = snapshot.database("db").unwrap();
-    assert!(db.table("newtable").is_none(), "a rejected line's table is rolled back");
+    assert!(
+        db.table("newtable").is_none(),
+        "a rejected line's table is rolled back"
+    );
     let b = batches(&f.wb, "db", "good");
     let v: &Int64Array = column(&b[0], "v").as_primitive::<Int64Type>();
     assert_eq!(v.values().to_vec(), vec![1, 2]);
@@ -161,30 +178,45 @@ async fn partial_write_keeps_good_lines_and_rolls_back_bad_lines_schema() {
 #[tokio::test]
 async fn rejected_request_writes_nothing_and_creates_nothing() {
     let f = open().await;
-    f.wb.write_lp("db", "existing v=1 1", opts(true), false).await.unwrap();
-    let out = f
-        .wb
-        .write_lp("db", "t2,host=a v=1 1\nt2,host=b v= 2", opts(false), false)
+    f.wb.write_lp("db", "existing v=1 1", opts(true), false)
         .await
         .unwrap();
+    let out =
+        f.wb.write_lp("db", "t2,host=a v=1 1\nt2,host=b v= 2", opts(false), false)
+            .await
+            .unwrap();
     assert!(!out.accepted);
     assert_eq!(out.lines_written, 0);
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].line_number, 2);
     assert_eq!(out.errors[0].message, "No fields were provided");
-    assert!(f.wb.catalog().snapshot().database("db").unwrap().table("t2").is_none());
+    assert!(f
+        .wb
+        .catalog()
+        .snapshot()
+        .database("db")
+        .unwrap()
+        .table("t2")
+        .is_none());
 }
 
 #[tokio::test]
 async fn duplicate_fields_and_reserved_names_are_line_errors() {
     let f = open().await;
-    let out = f
-        .wb
-        .write_lp("db", "m f=1,f=2 1\nm time=1 2\nm,time=x f=1 3", opts(true), false)
+    let out =
+        f.wb.write_lp(
+            "db",
+            "m f=1,f=2 1\nm time=1 2\nm,time=x f=1 3",
+            opts(true),
+            false,
+        )
         .await
         .unwrap();
     let messages: Vec<_> = out.errors.iter().map(|e| e.message.as_str()).collect();
-    assert_eq!(messages[0], "invalid line protocol - multiple instances of 'f' field found");
+    assert_eq!(
+        messages[0],
+        "invalid line protocol - multiple instances of 'f' field found"
+    );
     assert_eq!(messages[1], "'time' is a reserved column");
     assert_eq!(messages.len(), 3);
     assert_eq!(out.lines_written, 0);
@@ -206,12 +238,19 @@ async fn missing_timestamp_uses_now_truncated_to_the_precision() {
 #[tokio::test]
 async fn rows_split_into_time_chunks_and_range_reads_skip_chunks() {
     let f = open().await;
-    let body = format!("m,t=a f=1 {}\nm,t=a f=2 {}\nm,t=a f=3 {}", 0, HOUR + 1, 3 * HOUR);
+    let body = format!(
+        "m,t=a f=1 {}\nm,t=a f=2 {}\nm,t=a f=3 {}",
+        0,
+        HOUR + 1,
+        3 * HOUR
+    );
     f.wb.write_lp("db", &body, opts(true), false).await.unwrap();
     let snapshot = f.wb.catalog().snapshot();
     let db = snapshot.database("db").unwrap();
     let table = db.table("m").unwrap();
-    let all = f.wb.buffer().record_batches(db.id, table, i64::MIN, i64::MAX);
+    let all =
+        f.wb.buffer()
+            .record_batches(db.id, table, i64::MIN, i64::MAX);
     assert_eq!(all.len(), 3);
     let some = f.wb.buffer().record_batches(db.id, table, HOUR, 2 * HOUR);
     assert_eq!(some.len(), 1);
@@ -221,7 +260,9 @@ async fn rows_split_into_time_chunks_and_range_reads_skip_chunks() {
 #[tokio::test]
 async fn empty_body_is_an_error_and_creates_no_database() {
     let f = open().await;
-    let err = f.wb.write_lp("db", "\n# only a comment\n  \n", opts(true), false).await;
+    let err =
+        f.wb.write_lp("db", "\n# only a comment\n  \n", opts(true), false)
+            .await;
     assert_eq!(err.unwrap_err().to_string(), "incoming write was empty");
     assert!(f.wb.catalog().snapshot().database("db").is_none());
 }
@@ -231,8 +272,12 @@ async fn restart_replays_the_wal_into_the_buffer() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     {
         let f = open_on(Arc::clone(&store)).await;
-        f.wb.write_lp("db", "m,t=a f=1 1\nm,t=b f=2 2", opts(true), false).await.unwrap();
-        f.wb.write_lp("db", "m,t=a f=3 1", opts(true), false).await.unwrap();
+        f.wb.write_lp("db", "m,t=a f=1 1\nm,t=b f=2 2", opts(true), false)
+            .await
+            .unwrap();
+        f.wb.write_lp("db", "m,t=a f=3 1", opts(true), false)
+            .await
+            .unwrap();
         f.wb.shutdown().await.unwrap();
     }
     let f = open_on(store).await;

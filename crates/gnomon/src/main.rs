@@ -9,6 +9,11 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the write path allocates and frees many short-lived
+/// vectors per request, and glibc's allocator showed up at ~10% of write CPU in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gnomon",

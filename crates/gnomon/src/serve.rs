@@ -32,7 +32,13 @@ pub struct ServeArgs {
     http_bind: SocketAddr,
 
     /// Where data lives.
-    #[arg(long, env = "GNOMON_OBJECT_STORE", value_enum, default_value = "file", ignore_case = true)]
+    #[arg(
+        long,
+        env = "GNOMON_OBJECT_STORE",
+        value_enum,
+        default_value = "file",
+        ignore_case = true
+    )]
     object_store: ObjectStoreKind,
 
     /// Directory of the `file` object store (and of the local WAL).
@@ -40,7 +46,12 @@ pub struct ServeArgs {
     data_dir: PathBuf,
 
     /// Prefix of every object this server writes.
-    #[arg(long, env = "GNOMON_NODE_ID", default_value = "gnomon", alias = "host-id")]
+    #[arg(
+        long,
+        env = "GNOMON_NODE_ID",
+        default_value = "gnomon",
+        alias = "host-id"
+    )]
     node_id: String,
 
     /// Longest time a write may wait for its WAL flush to start. Flushes start as soon as the
@@ -49,7 +60,11 @@ pub struct ServeArgs {
     wal_flush_interval: Duration,
 
     /// Writes waiting for a WAL flush before new writes are refused.
-    #[arg(long, env = "GNOMON_WAL_MAX_WRITE_BUFFER_SIZE", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "GNOMON_WAL_MAX_WRITE_BUFFER_SIZE",
+        default_value_t = 100_000
+    )]
     wal_max_write_buffer_size: usize,
 
     /// Refuse to start when the WAL holds corrupt entries (default: log and skip them).
@@ -61,7 +76,11 @@ pub struct ServeArgs {
     gen1_duration: Duration,
 
     /// Largest accepted request body in bytes, before and after gzip decompression.
-    #[arg(long, env = "GNOMON_MAX_HTTP_REQUEST_SIZE", default_value_t = 10_485_760)]
+    #[arg(
+        long,
+        env = "GNOMON_MAX_HTTP_REQUEST_SIZE",
+        default_value_t = 10_485_760
+    )]
     max_http_request_size: usize,
 
     /// Most user databases.
@@ -73,7 +92,11 @@ pub struct ServeArgs {
     num_table_limit: usize,
 
     /// Most tag and field columns in one table (`time` not counted).
-    #[arg(long, env = "GNOMON_NUM_TOTAL_COLUMNS_PER_TABLE_LIMIT", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "GNOMON_NUM_TOTAL_COLUMNS_PER_TABLE_LIMIT",
+        default_value_t = 1000
+    )]
     num_total_columns_per_table_limit: usize,
 
     /// Memory one query may use, in bytes or as a percentage of RAM (`20%`).
@@ -102,7 +125,10 @@ fn parse_gen1(s: &str) -> Result<Duration, String> {
 fn parse_memory(s: &str) -> anyhow::Result<usize> {
     if let Some(pct) = s.strip_suffix('%') {
         let pct: f64 = pct.trim().parse().context("memory percentage")?;
-        anyhow::ensure!((0.0..=100.0).contains(&pct), "percentage must be within 0..100");
+        anyhow::ensure!(
+            (0.0..=100.0).contains(&pct),
+            "percentage must be within 0..100"
+        );
         return Ok((total_memory_bytes() as f64 * pct / 100.0) as usize);
     }
     s.trim().parse().context("memory size in bytes")
@@ -163,9 +189,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_columns_per_table: args.num_total_columns_per_table_limit,
         ..Limits::default()
     };
-    let catalog = Catalog::load_or_create(Arc::clone(&store), ObjectPath::from(args.node_id.as_str()), limits)
-        .await
-        .context("loading the catalog")?;
+    let catalog = Catalog::load_or_create(
+        Arc::clone(&store),
+        ObjectPath::from(args.node_id.as_str()),
+        limits,
+    )
+    .await
+    .context("loading the catalog")?;
     let wal_config = WalConfig {
         flush_interval: args.wal_flush_interval,
         max_pending_ops: args.wal_max_write_buffer_size,
