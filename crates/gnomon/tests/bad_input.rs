@@ -10,34 +10,16 @@ mod common;
 use std::io::Write;
 use std::sync::OnceLock;
 
-use common::{gzip, partial_write_errors, unique_name, v3_path, Resp, Server};
+use common::{
+    assert_body, gzip, line_err, partial_body, partial_write_errors, unique_name, v3_path, Resp,
+    Server,
+};
 use serde_json::{json, Value};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
 fn server() -> &'static Server {
     Server::shared(&SERVER, &[])
-}
-
-fn line_err(message: &str, line_number: usize, original_line: &str) -> String {
-    format!(
-        r#"{{"error_message":{},"line_number":{line_number},"original_line":{}}}"#,
-        Value::from(message),
-        Value::from(original_line)
-    )
-}
-
-fn partial_body(errors: &[String]) -> String {
-    format!(
-        r#"{{"error":"partial write of line protocol occurred","data":[{}]}}"#,
-        errors.join(",")
-    )
-}
-
-#[track_caller]
-fn assert_body(resp: &Resp, status: u16, body: &str) {
-    assert_eq!(resp.status, status, "{}", resp.describe());
-    assert_eq!(resp.text(), body, "{}", resp.describe());
 }
 
 #[track_caller]

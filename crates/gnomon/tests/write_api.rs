@@ -10,36 +10,16 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{gzip, now_ns, partial_write_errors, unique_name, Resp, Server, NS, S};
+use common::{
+    assert_body, gzip, line_err, now_ns, partial_body, partial_write_errors, unique_name, Resp,
+    Server, NS, S,
+};
 use serde_json::{json, Value};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
 fn server() -> &'static Server {
     Server::shared(&SERVER, &[])
-}
-
-/// A line-error object serialized in the documented key order.
-fn line_err(message: &str, line_number: usize, original_line: &str) -> String {
-    format!(
-        r#"{{"error_message":{},"line_number":{line_number},"original_line":{}}}"#,
-        Value::from(message),
-        Value::from(original_line)
-    )
-}
-
-/// The exact v3 partial-write body for the given line errors.
-fn partial_body(errors: &[String]) -> String {
-    format!(
-        r#"{{"error":"partial write of line protocol occurred","data":[{}]}}"#,
-        errors.join(",")
-    )
-}
-
-#[track_caller]
-fn assert_body(resp: &Resp, status: u16, body: &str) {
-    assert_eq!(resp.status, status, "{}", resp.describe());
-    assert_eq!(resp.text(), body, "{}", resp.describe());
 }
 
 /// Asserts a v3 partial-write answer with exactly one line error and returns its message.

@@ -816,3 +816,27 @@ pub fn partial_write_errors(resp: &Resp) -> Vec<Value> {
         other => panic!("`data` is not an array: {other}\n{}", resp.describe()),
     }
 }
+
+/// A line-error object serialized in the documented key order.
+pub fn line_err(message: &str, line_number: usize, original_line: &str) -> String {
+    format!(
+        r#"{{"error_message":{},"line_number":{line_number},"original_line":{}}}"#,
+        Value::from(message),
+        Value::from(original_line)
+    )
+}
+
+/// The exact v3 partial-write body for the given line errors.
+pub fn partial_body(errors: &[String]) -> String {
+    format!(
+        r#"{{"error":"partial write of line protocol occurred","data":[{}]}}"#,
+        errors.join(",")
+    )
+}
+
+/// Asserts status and exact body text.
+#[track_caller]
+pub fn assert_body(resp: &Resp, status: u16, body: &str) {
+    assert_eq!(resp.status, status, "{}", resp.describe());
+    assert_eq!(resp.text(), body, "{}", resp.describe());
+}
