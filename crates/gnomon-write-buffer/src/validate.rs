@@ -498,14 +498,17 @@ impl<'l> ColBuilder<'l> {
     }
 
     fn finish(self, rows: usize) -> ColumnData {
-        fn done<T: Clone + Default>(
-            mut vals: Vec<T>,
-            mut valid: Validity,
-            rows: usize,
-        ) -> (Vec<T>, Option<Vec<bool>>) {
-            valid.pad(vals.len(), rows);
-            vals.resize(rows, T::default());
-            (vals, valid.0)
+        // Pads a field column to `rows` with nulls.
+        macro_rules! done {
+            ($variant:ident, $vals:expr, $valid:expr) => {{
+                let (mut values, mut valid) = ($vals, $valid);
+                valid.pad(values.len(), rows);
+                values.resize(rows, Default::default());
+                ColumnData::$variant {
+                    values,
+                    valid: valid.0,
+                }
+            }};
         }
         match self {
             ColBuilder::Tag {
@@ -519,26 +522,11 @@ impl<'l> ColBuilder<'l> {
                     keys,
                 }
             }
-            ColBuilder::Float(v, ok) => {
-                let (values, valid) = done(v, ok, rows);
-                ColumnData::Float { values, valid }
-            }
-            ColBuilder::Integer(v, ok) => {
-                let (values, valid) = done(v, ok, rows);
-                ColumnData::Integer { values, valid }
-            }
-            ColBuilder::UInteger(v, ok) => {
-                let (values, valid) = done(v, ok, rows);
-                ColumnData::UInteger { values, valid }
-            }
-            ColBuilder::Boolean(v, ok) => {
-                let (values, valid) = done(v, ok, rows);
-                ColumnData::Boolean { values, valid }
-            }
-            ColBuilder::String(v, ok) => {
-                let (values, valid) = done(v, ok, rows);
-                ColumnData::String { values, valid }
-            }
+            ColBuilder::Float(v, ok) => done!(Float, v, ok),
+            ColBuilder::Integer(v, ok) => done!(Integer, v, ok),
+            ColBuilder::UInteger(v, ok) => done!(UInteger, v, ok),
+            ColBuilder::Boolean(v, ok) => done!(Boolean, v, ok),
+            ColBuilder::String(v, ok) => done!(String, v, ok),
         }
     }
 }
