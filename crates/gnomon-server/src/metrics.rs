@@ -128,15 +128,19 @@ struct FlushHistogram<'a>(&'a gnomon_wal::WalMetrics);
 
 impl EncodeMetric for FlushHistogram<'_> {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(self.0.flush_duration_buckets.len());
-        for (i, count) in self.0.flush_duration_buckets.iter().enumerate() {
-            cumulative += count;
-            let bound = FLUSH_DURATION_BUCKET_BOUNDS
-                .get(i)
-                .map_or(f64::INFINITY, |d| d.as_secs_f64());
-            buckets.push((bound, cumulative));
-        }
+        // Per-bucket counts: the text encoder makes them cumulative itself.
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .flush_duration_buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
+                let bound = FLUSH_DURATION_BUCKET_BOUNDS
+                    .get(i)
+                    .map_or(f64::INFINITY, |d| d.as_secs_f64());
+                (bound, count)
+            })
+            .collect();
         encoder.encode_histogram::<NoLabels>(
             self.0.flush_duration_sum.as_secs_f64(),
             self.0.flushes,

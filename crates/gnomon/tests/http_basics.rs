@@ -217,6 +217,81 @@ fn metrics_count_written_lines_per_database() {
     assert_eq!(lines_total(&m, &db_b), Some(1), "per database:\n{m}");
 }
 
+/// Every histogram in `/metrics` is well formed: its buckets never decrease and the `+Inf`
+/// bucket equals `_count` (Prometheus computes quantiles from exactly that).
+#[test]
+fn metrics_histograms_are_cumulative_and_end_at_count() {
+    let srv = server();
+    let db = unique_name("histo");
+    for i in 0..5 {
+        srv.write_ok(&db, format!("m,t=a f={i} {i}"), "precision=s");
+    }
+    let text = srv.metrics();
+    let histograms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" histogram"))
+        .collect();
+    assert!(
+        histograms.contains(&"gnomon_wal_flush_duration_seconds"),
+        "WAL flush histogram missing:\n{text}"
+    );
+    let mut checked = 0;
+    for name in histograms {
+        // Group bucket lines by their label set minus `le`.
+        let mut series: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{")) else {
+                continue;
+            };
+            let (labels, value) = rest.rsplit_once("} ").expect("sample line");
+            let mut le = String::new();
+            let others: Vec<&str> = labels
+                .split(',')
+                .filter(|kv| {
+                    if let Some(v) = kv.strip_prefix("le=") {
+                        le = v.trim_matches('"').to_string();
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect();
+            series
+                .entry(others.join(","))
+                .or_default()
+                .push((le, value.parse().expect("numeric bucket")));
+        }
+        for (labels, buckets) in series {
+            let counts: Vec<f64> = buckets.iter().map(|b| b.1).collect();
+            assert!(
+                counts.windows(2).all(|w| w[0] <= w[1]),
+                "{name}{{{labels}}} buckets decrease: {buckets:?}"
+            );
+            let (last_le, inf) = buckets.last().expect("at least one bucket");
+            assert_eq!(last_le, "+Inf", "{name}{{{labels}}}: last bucket");
+            let count_prefix = if labels.is_empty() {
+                format!("{name}_count ")
+            } else {
+                format!("{name}_count{{{labels}}} ")
+            };
+            let count: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&count_prefix))
+                .unwrap_or_else(|| panic!("no {count_prefix:?} in\n{text}"))
+                .trim()
+                .parse()
+                .expect("numeric count");
+            assert_eq!(*inf, count, "{name}{{{labels}}}: +Inf bucket != count");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected the WAL and request histograms, checked {checked}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // routing
 // ------------------------------------------------------------------------------------------
