@@ -61,11 +61,13 @@ pub fn arrow_type(kind: ColumnKind) -> DataType {
     }
 }
 
+type SharedTable = Arc<Mutex<TableBuffer>>;
+
 /// All buffered data of the server.
 #[derive(Debug)]
 pub struct Buffer {
     chunk_duration_ns: i64,
-    tables: RwLock<HashMap<(DbId, TableId), Arc<Mutex<TableBuffer>>>>,
+    tables: RwLock<HashMap<(DbId, TableId), SharedTable>>,
 }
 
 impl Buffer {

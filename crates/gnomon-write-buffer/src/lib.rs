@@ -132,9 +132,7 @@ impl WriteBuffer {
         opts: WriteOptions,
         no_sync: bool,
     ) -> Result<WriteOutcome, WriteBufferError> {
-        let lines: Vec<_> = gnomon_line_protocol::parse_lines(body).collect();
-        let validated = validate::validate_lines(&self.catalog, db, &lines, opts).await?;
-        drop(lines);
+        let validated = validate::validate_body(&self.catalog, db, body, opts).await?;
         let rejected = validated.errors.len() as u64;
         self.metrics
             .lines_rejected

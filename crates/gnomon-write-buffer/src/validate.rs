@@ -9,7 +9,10 @@
 //! and so persisted — before the batch is handed to the WAL, which is what makes a replayed
 //! batch always find its columns in the catalog.
 
-use hashbrown::HashMap;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use gnomon_catalog::{
     Catalog, CatalogError, CatalogTransaction, ColumnId, ColumnKind, DbId, FieldType, Savepoint,
@@ -132,26 +135,41 @@ impl Schema for TxnSchema<'_, '_> {
     }
 }
 
-/// Validates `lines` for database `db_name` and builds the batch to write.
+/// Bodies at least this long are validated in two halves on two threads when the schema
+/// already holds everything they need: the write waits half as long for its CPU work, which is
+/// most of a durable write's latency when the machine is not saturated.
+const SPLIT_MIN_BYTES: usize = 256 * 1024;
+
+/// Splits running at once; beyond this, bodies are validated on the calling thread alone (the
+/// cores are busy anyway, and threads are not spawned without bound).
+static SPLITS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Parses `body` and validates its lines for database `db_name`, building the batch to write.
+///
+/// Lines are parsed as they are resolved, never collected: a parsed line lives only until its
+/// values are in the batch builder, so a 5,000-line request touches a few kilobytes of line
+/// structures instead of megabytes. When a line needs a schema change, the body is parsed a
+/// second time inside the catalog transaction (parsing is deterministic and that case is rare:
+/// the first writes of a table).
 ///
 /// Request-level problems (bad database name, database limit, storage errors) are returned as
 /// `Err`; per-line problems end up in [`Validated::errors`].
-pub async fn validate_lines(
+pub async fn validate_body(
     catalog: &Catalog,
     db_name: &str,
-    lines: &[Result<Line<'_>, LineError>],
+    body: &str,
     opts: WriteOptions,
 ) -> Result<Validated, WriteBufferError> {
-    if lines.is_empty() {
-        return Err(WriteBufferError::EmptyWrite);
-    }
-
     // Lock-free pass: enough for every write that adds no schema.
     let snapshot = catalog.snapshot();
     if let Some(db) = snapshot.database(db_name) {
-        let mut schema = SnapshotSchema { db };
-        if let Some(done) = resolve_all(&mut schema, db.id, lines, opts) {
-            return Ok(done);
+        let done = if body.len() >= SPLIT_MIN_BYTES {
+            resolve_split(db, body, opts)
+        } else {
+            resolve_all(&mut SnapshotSchema { db }, db.id, body, opts)
+        };
+        if let Some(piece) = done {
+            return piece.into_validated();
         }
     }
 
@@ -166,8 +184,9 @@ pub async fn validate_lines(
             db: db_id,
             savepoint: None,
         };
-        resolve_all(&mut schema, db_id, lines, opts)
+        resolve_all(&mut schema, db_id, body, opts)
             .expect("a transaction resolves or rejects every line")
+            .into_validated()?
     };
     // Rejected as a whole: drop the transaction so that no schema change survives.
     if validated.batch.is_some() || opts.accept_partial {
@@ -176,27 +195,129 @@ pub async fn validate_lines(
     Ok(validated)
 }
 
-/// Resolves every line in order. Returns `None` as soon as a line needs a schema change that
-/// `schema` cannot make.
-fn resolve_all<S: Schema>(
+/// The result of resolving part of a body.
+struct Piece {
+    validated: Validated,
+    /// Lines parsed (blank and comment lines excluded): the line-number offset of whatever
+    /// follows this piece.
+    lines_seen: usize,
+}
+
+impl Piece {
+    fn into_validated(self) -> Result<Validated, WriteBufferError> {
+        if self.lines_seen == 0 {
+            return Err(WriteBufferError::EmptyWrite);
+        }
+        Ok(self.validated)
+    }
+
+    /// This piece followed by `next`, which came right after it in the body.
+    fn then(mut self, mut next: Piece, opts: WriteOptions) -> Piece {
+        for e in &mut next.validated.errors {
+            e.line_number += self.lines_seen;
+        }
+        if !opts.accept_partial {
+            // All or nothing: the first bad line of the body decides.
+            if !self.validated.errors.is_empty() {
+                return self;
+            }
+            if !next.validated.errors.is_empty() {
+                next.lines_seen += self.lines_seen;
+                return next;
+            }
+        }
+        let (a, b) = (&mut self.validated, next.validated);
+        a.batch = match (a.batch.take(), b.batch) {
+            (Some(mut first), Some(second)) => {
+                // Same database; the buffer applies table batches in order, so the second
+                // half's rows still win over the first's.
+                first.tables.extend(second.tables);
+                Some(first)
+            }
+            (first, second) => first.or(second),
+        };
+        a.db_id = a.db_id.or(b.db_id);
+        a.errors.extend(b.errors);
+        a.lines_accepted += b.lines_accepted;
+        self.lines_seen += next.lines_seen;
+        self
+    }
+}
+
+/// Resolves `body` against the snapshot `db` in two halves at once, cut at a line boundary.
+/// `None` if either half needs a schema change.
+fn resolve_split(
+    db: &gnomon_catalog::DatabaseSchema,
+    body: &str,
+    opts: WriteOptions,
+) -> Option<Piece> {
+    let whole = || resolve_all(&mut SnapshotSchema { db }, db.id, body, opts);
+    let cut = match memchr::memchr(b'\n', &body.as_bytes()[body.len() / 2..]) {
+        Some(i) => body.len() / 2 + i + 1,
+        None => return whole(),
+    };
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if SPLITS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed) >= parallel {
+        SPLITS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        return whole();
+    }
+    let (head, tail) = body.split_at(cut);
+    let (first, second) = std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("gnomon-validate".into())
+            .spawn_scoped(scope, || {
+                resolve_all(&mut SnapshotSchema { db }, db.id, tail, opts)
+            });
+        let first = resolve_all(&mut SnapshotSchema { db }, db.id, head, opts);
+        let second = match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: do it here.
+            Err(_) => resolve_all(&mut SnapshotSchema { db }, db.id, tail, opts),
+        };
+        (first, second)
+    });
+    SPLITS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    Some(first?.then(second?, opts))
+}
+
+/// Parses and resolves every line of `body` in order. Returns `None` as soon as a line needs a
+/// schema change that `schema` cannot make.
+fn resolve_all<'a, S: Schema>(
     schema: &mut S,
     db_id: DbId,
-    lines: &[Result<Line<'_>, LineError>],
+    body: &'a str,
     opts: WriteOptions,
-) -> Option<Validated> {
+) -> Option<Piece> {
     let mut builder = BatchBuilder::default();
     let mut errors = Vec::new();
     let mut accepted = 0usize;
-    let mut memo: Option<Memo<'_, '_>> = None;
-    for line in lines {
+    let mut lines_seen = 0usize;
+    let mut memo: Option<Memo<'a>> = None;
+    for line in gnomon_line_protocol::parse_lines(body) {
+        lines_seen += 1;
         let error = match line {
-            Err(e) => e.clone(),
+            Err(e) => e,
             Ok(line) => {
                 schema.begin_line();
-                match resolve_line(schema, line, opts, &mut memo) {
-                    Ok(time) => {
-                        let memo = memo.as_ref().expect("set by a resolved line");
-                        builder.push(memo.table, time, line, &memo.ids);
+                match resolve_line(schema, &line, opts, &memo) {
+                    Ok((time, resolved)) => {
+                        if builder.tables.is_empty() {
+                            // Lines of one body are usually alike: size the columns for
+                            // as many rows as lines like the first fit in the body.
+                            builder.rows_hint = (body.len() / (line.raw.len() + 1)).min(1 << 20);
+                        }
+                        match resolved {
+                            None => {
+                                let memo = memo.as_ref().expect("matched the memo");
+                                builder.push(memo.table, time, &line, &memo.ids);
+                            }
+                            Some((table, ids)) => {
+                                builder.push(table, time, &line, &ids);
+                                memo = Some(Memo { line, table, ids });
+                            }
+                        }
                         accepted += 1;
                         continue;
                     }
@@ -214,35 +335,41 @@ fn resolve_all<S: Schema>(
         };
         errors.push(error);
         if !opts.accept_partial {
-            return Some(Validated {
-                batch: None,
-                db_id: Some(db_id),
-                errors,
-                lines_accepted: 0,
+            return Some(Piece {
+                validated: Validated {
+                    batch: None,
+                    db_id: Some(db_id),
+                    errors,
+                    lines_accepted: 0,
+                },
+                lines_seen,
             });
         }
     }
-    Some(Validated {
-        batch: (accepted > 0).then(|| builder.finish(db_id)),
-        db_id: Some(db_id),
-        errors,
-        lines_accepted: accepted,
+    Some(Piece {
+        validated: Validated {
+            batch: (accepted > 0).then(|| builder.finish(db_id)),
+            db_id: Some(db_id),
+            errors,
+            lines_accepted: accepted,
+        },
+        lines_seen,
     })
 }
 
 /// The ids the previous accepted line resolved to. Writers send runs of lines with the same
 /// measurement and keys (every TSBS line, every Telegraf metric of one input), so comparing
 /// the keys with the previous line's usually replaces every catalog lookup of a line.
-struct Memo<'l, 'a> {
-    line: &'l Line<'a>,
+struct Memo<'a> {
+    line: Line<'a>,
     table: TableId,
     /// Tag column ids in the line's tag order, then field column ids in its field order.
     ids: Vec<ColumnId>,
 }
 
-impl Memo<'_, '_> {
+impl Memo<'_> {
     fn matches(&self, line: &Line<'_>) -> bool {
-        let prev = self.line;
+        let prev = &self.line;
         prev.measurement == line.measurement
             && prev.tags.len() == line.tags.len()
             && prev.fields.len() == line.fields.len()
@@ -265,19 +392,23 @@ fn field_type(v: &FieldValue<'_>) -> FieldType {
     }
 }
 
-/// Resolves `line` to its table and column ids (left in `memo`) and its time in nanoseconds.
-fn resolve_line<'l, 'a, S: Schema>(
+/// A line's table and column ids (tags in line order, then fields in line order); `None` when
+/// they are the memo's.
+type Resolved = Option<(TableId, Vec<ColumnId>)>;
+
+/// Resolves `line` to its table and column ids and its time in nanoseconds.
+fn resolve_line<S: Schema>(
     schema: &mut S,
-    line: &'l Line<'a>,
+    line: &Line<'_>,
     opts: WriteOptions,
-    memo: &mut Option<Memo<'l, 'a>>,
-) -> Result<i64, Unresolved> {
+    memo: &Option<Memo<'_>>,
+) -> Result<(i64, Resolved), Unresolved> {
     let time = match line.timestamp {
         Some(ts) => opts.precision.to_nanos(ts).map_err(Unresolved::Invalid)?,
         None => opts.precision.default_time(opts.now_ns),
     };
     if memo.as_ref().is_some_and(|m| m.matches(line)) {
-        return Ok(time);
+        return Ok((time, None));
     }
     if let Some(dup) = duplicate_field(line) {
         return Err(Unresolved::Invalid(format!(
@@ -292,8 +423,7 @@ fn resolve_line<'l, 'a, S: Schema>(
     for (key, value) in line.fields.iter() {
         ids.push(schema.column(table, key, ColumnKind::Field(field_type(value)))?);
     }
-    *memo = Some(Memo { line, table, ids });
-    Ok(time)
+    Ok((time, Some((table, ids))))
 }
 
 fn duplicate_field<'l>(line: &'l Line<'_>) -> Option<&'l str> {
@@ -308,22 +438,29 @@ fn duplicate_field<'l>(line: &'l Line<'_>) -> Option<&'l str> {
 
 /// Accumulates resolved rows into per-table columnar batches.
 #[derive(Default)]
-struct BatchBuilder<'l> {
-    tables: Vec<TableBuilder<'l>>,
+struct BatchBuilder<'a> {
+    tables: Vec<TableBuilder<'a>>,
     index: HashMap<TableId, usize>,
     last: usize,
+    /// Expected rows of the first table (see `resolve_all`); later tables grow as needed.
+    rows_hint: usize,
 }
 
-impl<'l> BatchBuilder<'l> {
+impl<'a> BatchBuilder<'a> {
     /// Appends `line`, whose tags and then fields resolved to `ids`.
-    fn push(&mut self, table: TableId, time: i64, line: &'l Line<'_>, ids: &[ColumnId]) {
+    fn push(&mut self, table: TableId, time: i64, line: &Line<'a>, ids: &[ColumnId]) {
         if self
             .tables
             .get(self.last)
             .is_none_or(|t| t.table_id != table)
         {
             self.last = *self.index.entry(table).or_insert_with(|| {
-                self.tables.push(TableBuilder::new(table));
+                let hint = if self.tables.is_empty() {
+                    self.rows_hint
+                } else {
+                    0
+                };
+                self.tables.push(TableBuilder::new(table, hint));
                 self.tables.len() - 1
             });
         }
@@ -338,29 +475,31 @@ impl<'l> BatchBuilder<'l> {
     }
 }
 
-struct TableBuilder<'l> {
+struct TableBuilder<'a> {
     table_id: TableId,
     time: Vec<i64>,
-    columns: Vec<(ColumnId, ColBuilder<'l>)>,
+    columns: Vec<(ColumnId, ColBuilder<'a>)>,
     /// Position in `columns` by column id (ids are dense within a table).
     index: Vec<Option<u32>>,
+    rows_hint: usize,
 }
 
-impl<'l> TableBuilder<'l> {
-    fn new(table_id: TableId) -> Self {
+impl<'a> TableBuilder<'a> {
+    fn new(table_id: TableId, rows_hint: usize) -> Self {
         Self {
             table_id,
-            time: Vec::new(),
+            time: Vec::with_capacity(rows_hint),
             columns: Vec::new(),
             index: Vec::new(),
+            rows_hint,
         }
     }
 
     fn column(
         &mut self,
         id: ColumnId,
-        make: impl FnOnce() -> ColBuilder<'l>,
-    ) -> &mut ColBuilder<'l> {
+        make: impl FnOnce(usize) -> ColBuilder<'a>,
+    ) -> &mut ColBuilder<'a> {
         let slot = id as usize;
         if slot >= self.index.len() {
             self.index.resize(slot + 1, None);
@@ -368,7 +507,7 @@ impl<'l> TableBuilder<'l> {
         let idx = match self.index[slot] {
             Some(i) => i as usize,
             None => {
-                self.columns.push((id, make()));
+                self.columns.push((id, make(self.rows_hint)));
                 self.index[slot] = Some((self.columns.len() - 1) as u32);
                 self.columns.len() - 1
             }
@@ -376,7 +515,7 @@ impl<'l> TableBuilder<'l> {
         &mut self.columns[idx].1
     }
 
-    fn push(&mut self, time: i64, line: &'l Line<'_>, ids: &[ColumnId]) {
+    fn push(&mut self, time: i64, line: &Line<'a>, ids: &[ColumnId]) {
         let row_idx = self.time.len();
         let (tag_ids, field_ids) = ids.split_at(line.tags.len());
         for (&id, (_, value)) in tag_ids.iter().zip(&line.tags) {
@@ -384,7 +523,7 @@ impl<'l> TableBuilder<'l> {
                 .push_tag(row_idx, value);
         }
         for (&id, (_, value)) in field_ids.iter().zip(&line.fields) {
-            self.column(id, || ColBuilder::new_field(value))
+            self.column(id, |hint| ColBuilder::new_field(value, hint))
                 .push_field(row_idx, value);
         }
         self.time.push(time);
@@ -409,10 +548,13 @@ impl<'l> TableBuilder<'l> {
 
 /// Per-column accumulator. Rows that did not set the column are filled in lazily (as nulls)
 /// when a later row sets it, and at the end.
-enum ColBuilder<'l> {
+enum ColBuilder<'a> {
     Tag {
-        dictionary: Vec<&'l str>,
-        lookup: HashMap<&'l str, u32>,
+        /// Distinct values in first-seen order; borrowed from the body unless unescaped.
+        dictionary: Vec<Cow<'a, str>>,
+        /// Positions in `dictionary`, hashed by the value they point at (one copy of each
+        /// value, no second map key).
+        lookup: HashTable<u32>,
         keys: Vec<u32>,
     },
     Float(Vec<f64>, Validity),
@@ -440,26 +582,41 @@ impl Validity {
     }
 }
 
-impl<'l> ColBuilder<'l> {
-    fn new_tag() -> Self {
+/// The hasher of tag dictionaries (fixed seed: the table lives for one request).
+fn tag_hash(value: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static HASHER: std::sync::OnceLock<DefaultHashBuilder> = std::sync::OnceLock::new();
+    HASHER
+        .get_or_init(DefaultHashBuilder::default)
+        .hash_one(value)
+}
+
+impl<'a> ColBuilder<'a> {
+    fn new_tag(rows_hint: usize) -> Self {
         ColBuilder::Tag {
             dictionary: Vec::new(),
-            lookup: HashMap::new(),
-            keys: Vec::new(),
+            lookup: HashTable::new(),
+            keys: Vec::with_capacity(rows_hint),
         }
     }
 
-    fn new_field(v: &FieldValue<'_>) -> Self {
+    fn new_field(v: &FieldValue<'_>, rows_hint: usize) -> Self {
+        fn empty<T>(rows_hint: usize) -> Vec<T> {
+            Vec::with_capacity(rows_hint)
+        }
         match v {
-            FieldValue::Float(_) => ColBuilder::Float(Vec::new(), Validity::default()),
-            FieldValue::Integer(_) => ColBuilder::Integer(Vec::new(), Validity::default()),
-            FieldValue::UInteger(_) => ColBuilder::UInteger(Vec::new(), Validity::default()),
-            FieldValue::Boolean(_) => ColBuilder::Boolean(Vec::new(), Validity::default()),
+            FieldValue::Float(_) => ColBuilder::Float(empty(rows_hint), Validity::default()),
+            FieldValue::Integer(_) => ColBuilder::Integer(empty(rows_hint), Validity::default()),
+            FieldValue::UInteger(_) => ColBuilder::UInteger(empty(rows_hint), Validity::default()),
+            FieldValue::Boolean(_) => ColBuilder::Boolean(empty(rows_hint), Validity::default()),
+            // Strings vary too much in count per line to guess.
             FieldValue::String(_) => ColBuilder::String(Vec::new(), Validity::default()),
         }
     }
 
-    fn push_tag(&mut self, row: usize, value: &'l str) {
+    // The `Cow` itself, not `&str`: cloning it keeps a borrowed value borrowed from the body.
+    #[allow(clippy::ptr_arg)]
+    fn push_tag(&mut self, row: usize, value: &Cow<'a, str>) {
         let ColBuilder::Tag {
             dictionary,
             lookup,
@@ -469,10 +626,16 @@ impl<'l> ColBuilder<'l> {
             unreachable!("tag ids always resolve to tag columns")
         };
         keys.resize(row, NULL_TAG);
-        let key = *lookup.entry(value).or_insert_with(|| {
-            dictionary.push(value);
-            (dictionary.len() - 1) as u32
-        });
+        let hash = tag_hash(value);
+        let key = match lookup.find(hash, |&i| dictionary[i as usize] == *value) {
+            Some(&key) => key,
+            None => {
+                let key = dictionary.len() as u32;
+                dictionary.push(value.clone());
+                lookup.insert_unique(hash, key, |&i| tag_hash(&dictionary[i as usize]));
+                key
+            }
+        };
         keys.push(key);
     }
 
@@ -518,7 +681,7 @@ impl<'l> ColBuilder<'l> {
             } => {
                 keys.resize(rows, NULL_TAG);
                 ColumnData::Tag {
-                    dictionary: dictionary.into_iter().map(str::to_string).collect(),
+                    dictionary: dictionary.into_iter().map(Cow::into_owned).collect(),
                     keys,
                 }
             }

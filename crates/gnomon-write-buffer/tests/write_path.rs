@@ -286,3 +286,73 @@ async fn restart_replays_the_wal_into_the_buffer() {
     assert_eq!(floats(&b[0], "f"), vec![Some(3.0), Some(2.0)]);
     let _ = &f.store;
 }
+
+/// A body of `n` lines `m,t=s<i%7> v=<i> <i>` padded with a comment line every 10 lines
+/// (comments and blanks are not counted as lines).
+fn big_body(n: usize) -> String {
+    let mut body = String::new();
+    for i in 0..n {
+        if i % 10 == 0 {
+            body.push_str("# a comment that does not count as a line\n\n");
+        }
+        body.push_str(&format!("m,t=s{} v={i} {i}\n", i % 7));
+    }
+    body
+}
+
+/// Bodies past the split threshold are validated in two halves on two threads: the result
+/// must be exactly the one of a single pass — line numbers of errors in the second half, the
+/// order of rows (a repeated point in the second half wins), all-or-nothing on v1/v2.
+#[tokio::test]
+async fn large_bodies_validate_in_halves_with_the_same_result() {
+    let f = open().await;
+    // Create the schema first: only writes that need no schema change are split.
+    f.wb.write_lp("db", "m,t=s0 v=0 0", opts(true), false)
+        .await
+        .unwrap();
+    let n = 40_000;
+    let mut body = big_body(n);
+    assert!(
+        body.len() > 512 * 1024,
+        "body must pass the split threshold"
+    );
+    // Bad lines near the start and near the end, and the first point written again last.
+    // (Parse errors, not type conflicts: a conflict sends the body to the transactional pass.)
+    body.insert_str(0, "bad line one\n");
+    body.push_str("not a line\nm,t=s0 v=-1 0\n");
+    let total_lines = n + 3;
+
+    let out = f.wb.write_lp("db", &body, opts(true), false).await.unwrap();
+    let numbers: Vec<usize> = out.errors.iter().map(|e| e.line_number).collect();
+    assert_eq!(numbers, vec![1, total_lines - 1], "{:?}", out.errors);
+    assert_eq!(out.errors[1].original_line, "not a line");
+    assert_eq!(out.lines_written, n + 1);
+
+    let b = batches(&f.wb, "db", "m");
+    let rows: usize = b.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, n, "one row per distinct (series, time)");
+    let first = b
+        .iter()
+        .flat_map(|b| times(b).into_iter().zip(floats(b, "v")))
+        .find(|(t, _)| *t == 0)
+        .unwrap();
+    assert_eq!(
+        first.1,
+        Some(-1.0),
+        "the later write of the same point wins"
+    );
+
+    // All or nothing: a bad line in the second half rejects the whole body, with its number.
+    let mut body = big_body(n);
+    body.push_str("m,t=s0 v=1 999999 trailing\n");
+    let out =
+        f.wb.write_lp("db", &body, opts(false), false)
+            .await
+            .unwrap();
+    assert!(!out.accepted);
+    assert_eq!(out.lines_written, 0);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].line_number, n + 1, "{:?}", out.errors);
+    let rows_after: usize = batches(&f.wb, "db", "m").iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows_after, n, "nothing of the rejected body was written");
+}
