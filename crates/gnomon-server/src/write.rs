@@ -86,15 +86,14 @@ pub async fn write_v3(
     let accept_partial = params.accept_partial.unwrap_or(true);
     let no_sync = params.no_sync.unwrap_or(false);
     let body = read_body(&headers, body, state.config.max_request_size).await?;
-    write(
-        &state,
-        &params.db,
-        &body,
+    let target = WriteTarget {
+        db: &params.db,
         precision,
         accept_partial,
         no_sync,
-    )
-    .await
+        api: Api::V3,
+    };
+    write(&state, target, &body).await
 }
 
 pub async fn write_v1(
@@ -122,7 +121,14 @@ pub async fn write_v1(
     )?;
     let db = v1_database(&params.db, params.rp.as_deref())?;
     let body = read_body(&headers, body, state.config.max_request_size).await?;
-    write(&state, &db, &body, precision, false, false).await
+    let target = WriteTarget {
+        db: &db,
+        precision,
+        accept_partial: false,
+        no_sync: false,
+        api: Api::V1,
+    };
+    write(&state, target, &body).await
 }
 
 pub async fn write_v2(
@@ -131,66 +137,48 @@ pub async fn write_v2(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let inner = async {
-        let query = query.ok_or_else(|| {
-            HttpError::v2(
-                StatusCode::BAD_REQUEST,
-                "no org/bucket destination provided",
-            )
-        })?;
-        let deser_error = |m: String| {
-            HttpError::v2(
-                StatusCode::BAD_REQUEST,
-                format!("failed to deserialize org/bucket/precision in request: {m}"),
-            )
-        };
-        let params: V2Params =
-            serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
-        let bucket = match params.bucket {
-            Some(b) if !b.is_empty() => b,
-            _ => {
-                return Err(HttpError::v2(
-                    StatusCode::BAD_REQUEST,
-                    "missing bucket value",
-                ))
-            }
-        };
-        let precision = precision_param(
-            params.precision.as_deref(),
-            Precision::Nanosecond,
-            Precision::parse_v1,
-            V1_PRECISIONS,
-            deser_error,
-        )?;
-        check_namespace(&bucket)?;
-        let body = read_body(&headers, body, state.config.max_request_size).await?;
-        write(&state, &bucket, &body, precision, false, false).await
-    };
-    inner.await.map_err(|e: HttpError| match e.body {
-        crate::error::ErrorBody::V2 { .. } => e,
-        crate::error::ErrorBody::Message {
-            ref error,
-            data: Some(ref data),
-        } if error == "line protocol parsing error" => {
-            let message = data
-                .get("error_message")
-                .and_then(|m| m.as_str())
-                .unwrap_or_default();
-            HttpError::v2(
-                e.status,
-                format!("write buffer error: line protocol parse failed: {message}"),
-            )
-        }
-        _ if e.message_text() == "incoming write was empty" => HttpError::v2(
+    let query = query.ok_or_else(|| {
+        HttpError::v2(
             StatusCode::BAD_REQUEST,
-            "write buffer error: incoming write was empty",
-        ),
-        // The v2 API reports limits (and every other rejected write) as `invalid` / 400.
-        _ if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            HttpError::v2(StatusCode::BAD_REQUEST, e.message_text())
+            "no org/bucket destination provided",
+        )
+    })?;
+    let deser_error = |m: String| {
+        HttpError::v2(
+            StatusCode::BAD_REQUEST,
+            format!("failed to deserialize org/bucket/precision in request: {m}"),
+        )
+    };
+    let params: V2Params =
+        serde_urlencoded::from_str(&query).map_err(|e| deser_error(e.to_string()))?;
+    let bucket = match params.bucket {
+        Some(b) if !b.is_empty() => b,
+        _ => {
+            return Err(HttpError::v2(
+                StatusCode::BAD_REQUEST,
+                "missing bucket value",
+            ))
         }
-        _ => e.into_v2(),
-    })
+    };
+    let precision = precision_param(
+        params.precision.as_deref(),
+        Precision::Nanosecond,
+        Precision::parse_v1,
+        V1_PRECISIONS,
+        deser_error,
+    )?;
+    check_namespace(&bucket).map_err(HttpError::into_v2)?;
+    let body = read_body(&headers, body, state.config.max_request_size)
+        .await
+        .map_err(HttpError::into_v2)?;
+    let target = WriteTarget {
+        db: &bucket,
+        precision,
+        accept_partial: false,
+        no_sync: false,
+        api: Api::V2,
+    };
+    write(&state, target, &body).await
 }
 
 /// The database a v1 write goes to: `db`, or `db/rp` for a non-default retention policy.
@@ -225,44 +213,83 @@ fn check_namespace(name: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
-async fn write(
-    state: &AppState,
-    db: &str,
-    body: &[u8],
+/// Which write API a request came in on: they share the write path but not all error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    V1,
+    V2,
+    V3,
+}
+
+impl Api {
+    /// `error` in this API's body shape: the v2 API answers `{"code","message"}` everywhere.
+    fn shape(self, error: HttpError) -> HttpError {
+        match self {
+            Api::V2 => error.into_v2(),
+            Api::V1 | Api::V3 => error,
+        }
+    }
+}
+
+/// Where and how one request's lines are written.
+struct WriteTarget<'a> {
+    db: &'a str,
     precision: Precision,
     accept_partial: bool,
     no_sync: bool,
+    api: Api,
+}
+
+async fn write(
+    state: &AppState,
+    target: WriteTarget<'_>,
+    body: &[u8],
 ) -> Result<Response, HttpError> {
+    let api = target.api;
     let body = std::str::from_utf8(body).map_err(|e| {
-        HttpError::plain(
+        let error = HttpError::plain(
             StatusCode::BAD_REQUEST,
             format!("body content is not valid utf8: {e}"),
-        )
+        );
+        api.shape(error)
     })?;
     let opts = WriteOptions {
-        precision,
-        accept_partial,
+        precision: target.precision,
+        accept_partial: target.accept_partial,
         now_ns: now_ns(),
     };
     let outcome = state
         .write_buffer
-        .write_lp(db, body, opts, no_sync)
+        .write_lp(target.db, body, opts, target.no_sync)
         .await
-        .map_err(write_error)?;
+        .map_err(|e| write_error(e, api))?;
     state.metrics.record_write(
-        db,
+        target.db,
         outcome.lines_written as u64,
         outcome.errors.len() as u64,
     );
-    write_response(outcome, accept_partial)
+    write_response(outcome, target.accept_partial, api)
 }
 
-fn write_response(outcome: WriteOutcome, accept_partial: bool) -> Result<Response, HttpError> {
+fn write_response(
+    outcome: WriteOutcome,
+    accept_partial: bool,
+    api: Api,
+) -> Result<Response, HttpError> {
     if outcome.errors.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if !accept_partial {
         let first = &outcome.errors[0];
+        if api == Api::V2 {
+            return Err(HttpError::v2(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "write buffer error: line protocol parse failed: {}",
+                    first.message
+                ),
+            ));
+        }
         return Err(HttpError::with_data(
             StatusCode::BAD_REQUEST,
             "line protocol parsing error",
@@ -307,22 +334,36 @@ fn line_error_json(e: &LineError) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|_| json!({}))
 }
 
-fn write_error(e: WriteBufferError) -> HttpError {
+fn write_error(e: WriteBufferError, api: Api) -> HttpError {
     match e {
+        WriteBufferError::EmptyWrite if api == Api::V2 => HttpError::v2(
+            StatusCode::BAD_REQUEST,
+            "write buffer error: incoming write was empty",
+        ),
         WriteBufferError::EmptyWrite => {
             HttpError::plain(StatusCode::BAD_REQUEST, "incoming write was empty")
         }
-        WriteBufferError::Catalog(e) => catalog_error(e),
+        WriteBufferError::Catalog(e) => {
+            let error = catalog_error(e);
+            match api {
+                // The v2 API reports limits (and every other rejected write) as `invalid`.
+                Api::V2 if error.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                    HttpError::v2(StatusCode::BAD_REQUEST, error.message_text())
+                }
+                _ => api.shape(error),
+            }
+        }
         e @ WriteBufferError::Wal(_) => {
             tracing::error!(error = %e, "write failed in the WAL");
-            HttpError::plain(
+            api.shape(HttpError::plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("write buffer error: {e}"),
-            )
+            ))
         }
-        e @ WriteBufferError::CorruptBatch(_) => {
-            HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
+        e @ WriteBufferError::CorruptBatch(_) => api.shape(HttpError::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
     }
 }
 
