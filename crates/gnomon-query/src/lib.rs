@@ -10,6 +10,7 @@
 //! [`Buffer::record_batches`](gnomon_write_buffer::Buffer::record_batches).
 
 pub mod format;
+pub mod functions;
 mod provider;
 mod time_range;
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use gnomon_catalog::Catalog;
@@ -49,6 +50,12 @@ pub enum QueryError {
 impl QueryError {
     /// Classifies a DataFusion error by its innermost cause.
     pub fn from_datafusion(e: DataFusionError) -> Self {
+        // Analyzer and optimizer rules wrap their errors in the rule's name ("type_coercion
+        // caused by ..."): the user wants the cause.
+        let mut e = e;
+        while let DataFusionError::Context(_, inner) = e {
+            e = *inner;
+        }
         let message = e.to_string();
         match e.find_root() {
             DataFusionError::SQL(..)
@@ -119,7 +126,15 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, TABLE_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(self.config.target_partitions);
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        let state = functions::install(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_runtime_env(Arc::clone(&self.runtime))
+                .with_default_features(),
+        )
+        .build();
+        let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx);
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(DatabaseCatalog::new(database, Arc::clone(&self.buffer))),
