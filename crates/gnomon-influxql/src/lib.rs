@@ -1,0 +1,24 @@
+//! InfluxQL: the language of InfluxDB 1.x queries, as the v1 `/query` and v3
+//! `/api/v3/query_influxql` endpoints accept it.
+//!
+//! This crate owns the text → typed syntax tree step ([`parse_statements`], [`ast`]) and the
+//! meaning checks a planner needs before it builds anything ([`semantic`], [`time_range`]):
+//! function classes, InfluxDB's validation errors, bound parameters, output column names,
+//! `GROUP BY time()` windows and the query time range.
+//!
+//! The parser is hand-written (lexer + recursive descent) and has no dependency on DataFusion,
+//! the catalog or HTTP, so it can be used alone. It must not reach into storage or the query
+//! engine: resolving databases and measurements and planning belong to the caller.
+
+pub mod ast;
+mod duration;
+mod error;
+mod lexer;
+mod parser;
+pub mod semantic;
+pub mod time_range;
+
+pub use duration::{format_duration, format_go_duration, parse_duration};
+pub use error::ParseError;
+pub use lexer::is_keyword;
+pub use parser::{parse_expr, parse_statement, parse_statements};
