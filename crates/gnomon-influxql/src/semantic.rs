@@ -153,7 +153,7 @@ pub fn validate_select(stmt: &SelectStatement) -> Result<SelectInfo, SemanticErr
     let is_distinct = |c: &&Expr| {
         matches!(c, Expr::Distinct(_)) || matches!(c, Expr::Call { name, .. } if name == "distinct")
     };
-    if calls.iter().any(|c| is_distinct(c)) && stmt.fields.len() > 1 {
+    if calls.iter().any(is_distinct) && stmt.fields.len() > 1 {
         return plan(
             "aggregate function distinct() cannot be combined with other functions or fields",
         );
