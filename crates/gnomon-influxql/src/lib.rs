@@ -15,8 +15,12 @@ mod duration;
 mod error;
 mod lexer;
 mod parser;
+#[cfg(feature = "plan")]
+pub mod plan;
 pub mod semantic;
 pub mod time_range;
+#[cfg(feature = "plan")]
+pub mod v1;
 
 pub use duration::{format_duration, format_go_duration, parse_duration};
 pub use error::ParseError;

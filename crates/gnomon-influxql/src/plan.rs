@@ -1,0 +1,808 @@
+//! SELECT → DataFusion logical plan (feature `plan`).
+//!
+//! The plan's output has the columns `iox::measurement`, `time`, the `GROUP BY` tags (sorted,
+//! as strings, a missing tag is `""`), then one column per projection, sorted by measurement,
+//! tags and time. [`PlannedSelect::tag_columns`] tells the v1 encoder which columns form the
+//! series key.
+//!
+//! Covered so far: raw projections (fields, tags, `*`, `::` casts, arithmetic, math
+//! functions), several measurements and regex measurements, WHERE with time ranges, tag and
+//! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
+//! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev` and the
+//! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
+//! selected point's time), `fill(none)`, `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series.
+//! Anything else is rejected with a "not implemented" error rather than answered wrongly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::{DFSchemaRef, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::expr_fn as f;
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    binary_expr, cast, col, ident, lit, Expr as DfExpr, ExprFunctionExt, LogicalPlan,
+    LogicalPlanBuilder, Operator, SortExpr,
+};
+
+use crate::ast::{self, *};
+use crate::semantic::{self, FunctionKind, SemanticError};
+use crate::time_range::{self, SplitCondition};
+
+/// Name of the column holding the measurement.
+pub const MEASUREMENT_COLUMN: &str = "iox::measurement";
+const TIME: &str = "time";
+
+/// A planned SELECT and what the encoders need to know about its columns.
+#[derive(Debug, Clone)]
+pub struct PlannedSelect {
+    pub plan: LogicalPlan,
+    /// `GROUP BY` tag columns, in output order; they key the v1 series.
+    pub tag_columns: Vec<String>,
+}
+
+fn not_implemented<T>(what: impl Into<String>) -> Result<T> {
+    Err(DataFusionError::NotImplemented(what.into()))
+}
+
+fn plan_err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(DataFusionError::Plan(msg.into()))
+}
+
+impl From<SemanticError> for DataFusionError {
+    fn from(e: SemanticError) -> Self {
+        match e {
+            SemanticError::Plan(m) => DataFusionError::Plan(m),
+            SemanticError::NotImplemented(m) => DataFusionError::NotImplemented(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tag,
+    Field,
+}
+
+/// One measurement's columns (time excluded).
+#[derive(Debug, Clone)]
+struct Table {
+    name: String,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    columns: BTreeMap<String, (Kind, DataType)>,
+}
+
+impl Table {
+    fn kind(&self, name: &str) -> Option<Kind> {
+        self.columns.get(name).map(|(k, _)| *k)
+    }
+}
+
+fn is_tag_type(t: &DataType) -> bool {
+    matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8)
+}
+
+fn ts(ns: i64) -> DfExpr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), None))
+}
+
+/// Plans `stmt` over the measurements of `tables`; `now` (ns) is the query start time.
+pub async fn plan_select(
+    stmt: &SelectStatement,
+    tables: &dyn SchemaProvider,
+    now: i64,
+) -> Result<PlannedSelect> {
+    let info = semantic::validate_select(stmt)?;
+    let tz = stmt
+        .timezone
+        .as_deref()
+        .map(time_range::parse_timezone)
+        .transpose()?;
+    let split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
+
+    let resolved = resolve_tables(stmt, tables).await?;
+    let group_tags = group_by_tags(stmt, &resolved)?;
+    let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
+
+    if info.group_by_time.is_some() && stmt.fill != Some(Fill::None) {
+        // Empty windows are not generated yet; refuse rather than silently drop them.
+        return not_implemented("GROUP BY time() without fill(none)");
+    }
+    let mut plans = Vec::new();
+    for table in &resolved {
+        let p = if info.has_aggregate {
+            plan_aggregate(table, &split, &group_tags, &fields, &info)?
+        } else {
+            plan_raw(table, &split, &group_tags, &fields)?
+        };
+        plans.push(p);
+    }
+    if plans.is_empty() {
+        return Ok(PlannedSelect {
+            plan: LogicalPlanBuilder::empty(false)
+                .project(
+                    std::iter::once(lit(ScalarValue::Utf8(None)).alias(MEASUREMENT_COLUMN))
+                        .chain(std::iter::once(
+                            lit(ScalarValue::TimestampNanosecond(None, None)).alias(TIME),
+                        ))
+                        .chain(fields.iter().map(|(_, n)| lit(ScalarValue::Null).alias(n))),
+                )?
+                .build()?,
+            tag_columns: vec![],
+        });
+    }
+    let plans = unify_types(plans)?;
+    let mut builder = LogicalPlanBuilder::from(plans[0].clone());
+    for p in &plans[1..] {
+        builder = builder.union(p.clone())?;
+    }
+    let ascending = stmt.order_by != Some(Order::Descending);
+    let mut key: Vec<DfExpr> = vec![ident(MEASUREMENT_COLUMN)];
+    key.extend(group_tags.iter().map(ident));
+    let mut sort: Vec<SortExpr> = key.iter().map(|e| e.clone().sort(true, false)).collect();
+    sort.push(ident(TIME).sort(ascending, false));
+    builder = builder.sort(sort)?;
+
+    if stmt.limit.is_some() || stmt.offset.is_some() {
+        let offset = stmt.offset.unwrap_or(0) as usize;
+        let limit = stmt.limit.map(|l| l as usize);
+        if resolved.len() == 1 && group_tags.is_empty() {
+            builder = builder.limit(offset, limit)?;
+        } else {
+            // LIMIT and OFFSET count rows per series.
+            let rn = row_number()
+                .partition_by(key.clone())
+                .order_by(vec![ident(TIME).sort(ascending, false)])
+                .build()?
+                .alias("__rn");
+            let columns: Vec<DfExpr> = builder
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            builder = builder.window(vec![rn])?;
+            let mut cond = ident("__rn").gt(lit(offset as u64));
+            if let Some(l) = limit {
+                cond = cond.and(ident("__rn").lt_eq(lit((offset + l) as u64)));
+            }
+            builder = builder.filter(cond)?.project(columns)?;
+            // The window may reorder rows.
+            let mut sort: Vec<SortExpr> = key.iter().map(|e| e.clone().sort(true, false)).collect();
+            sort.push(ident(TIME).sort(ascending, false));
+            builder = builder.sort(sort)?;
+        }
+    }
+    Ok(PlannedSelect {
+        plan: builder.build()?,
+        tag_columns: group_tags,
+    })
+}
+
+async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> Result<Vec<Table>> {
+    let mut names: Vec<String> = Vec::new();
+    let all = {
+        let mut t = tables.table_names();
+        t.sort();
+        t
+    };
+    for from in &stmt.from {
+        match from {
+            MeasurementSelection::Subquery(_) => return not_implemented("subqueries"),
+            MeasurementSelection::Name(q) => match &q.name {
+                MeasurementName::Name(n) => {
+                    if all.iter().any(|t| t == &n.0) && !names.contains(&n.0) {
+                        names.push(n.0.clone());
+                    }
+                }
+                MeasurementName::Regex(r) => {
+                    let re = compile_regex(&r.0)?;
+                    for t in &all {
+                        if re.is_match(t) && !names.contains(t) {
+                            names.push(t.clone());
+                        }
+                    }
+                }
+            },
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(provider) = tables.table(&name).await? else {
+            continue;
+        };
+        let schema = provider.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != TIME)
+            .map(|f| {
+                let kind = if is_tag_type(f.data_type()) {
+                    Kind::Tag
+                } else {
+                    Kind::Field
+                };
+                (f.name().clone(), (kind, f.data_type().clone()))
+            })
+            .collect();
+        out.push(Table {
+            name,
+            provider,
+            columns,
+        });
+    }
+    Ok(out)
+}
+
+fn compile_regex(pattern: &str) -> Result<regex::Regex> {
+    regex::Regex::new(pattern)
+        .map_err(|e| DataFusionError::Plan(format!("invalid regular expression /{pattern}/: {e}")))
+}
+
+fn group_by_tags(stmt: &SelectStatement, tables: &[Table]) -> Result<Vec<String>> {
+    let all_tags: BTreeSet<&String> = tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|(_, (k, _))| *k == Kind::Tag)
+                .map(|(n, _)| n)
+        })
+        .collect();
+    let mut tags = BTreeSet::new();
+    for d in stmt.group_by.iter().flatten() {
+        match d {
+            Dimension::Time { .. } => {}
+            Dimension::Tag(t) => {
+                tags.insert(t.0.clone());
+            }
+            Dimension::Wildcard => tags.extend(all_tags.iter().map(|s| s.to_string())),
+            Dimension::Regex(r) => {
+                let re = compile_regex(&r.0)?;
+                tags.extend(
+                    all_tags
+                        .iter()
+                        .filter(|t| re.is_match(t))
+                        .map(|s| s.to_string()),
+                );
+            }
+        }
+    }
+    Ok(tags.into_iter().collect())
+}
+
+/// The projection with wildcards and regexes expanded over the union of the measurements'
+/// columns (alphabetically, as InfluxDB lists them), paired with output names.
+fn expand_fields(
+    stmt: &SelectStatement,
+    tables: &[Table],
+    group_tags: &[String],
+    names: &[String],
+) -> Result<Vec<(ast::Expr, String)>> {
+    let mut universe: BTreeMap<&str, Kind> = BTreeMap::new();
+    for t in tables {
+        for (n, (k, _)) in &t.columns {
+            universe.entry(n).or_insert(*k);
+        }
+    }
+    let mut out = Vec::new();
+    for (field, name) in stmt.fields.iter().zip(names) {
+        let matching = |want: &dyn Fn(&str, Kind) -> bool| -> Vec<(ast::Expr, String)> {
+            universe
+                .iter()
+                .filter(|(n, k)| !group_tags.iter().any(|g| g == *n) && want(n, **k))
+                .map(|(n, k)| {
+                    (
+                        ast::Expr::VarRef {
+                            name: Ident::new(*n),
+                            data_type: Some(match k {
+                                Kind::Tag => ast::DataType::Tag,
+                                Kind::Field => ast::DataType::Field,
+                            }),
+                        },
+                        n.to_string(),
+                    )
+                })
+                .collect()
+        };
+        match field.expr.unnested() {
+            ast::Expr::Wildcard(w) => {
+                let w = *w;
+                out.extend(matching(&|_, k| match w {
+                    None => true,
+                    Some(WildcardType::Field) => k == Kind::Field,
+                    Some(WildcardType::Tag) => k == Kind::Tag,
+                }));
+            }
+            ast::Expr::Regex(r) => {
+                let re = compile_regex(&r.0)?;
+                out.extend(matching(&|n, _| re.is_match(n)));
+            }
+            e => {
+                if contains_wildcard_arg(e) {
+                    return not_implemented("wildcards and regular expressions inside functions");
+                }
+                out.push((field.expr.clone(), name.clone()))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn contains_wildcard_arg(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Wildcard(_) | ast::Expr::Regex(_) => true,
+        ast::Expr::Call { args, .. } => args.iter().any(contains_wildcard_arg),
+        ast::Expr::Nested(x) | ast::Expr::Unary { expr: x, .. } => contains_wildcard_arg(x),
+        ast::Expr::Binary { lhs, rhs, .. } => {
+            contains_wildcard_arg(lhs) || contains_wildcard_arg(rhs)
+        }
+        _ => false,
+    }
+}
+
+fn scan(table: &Table, split: &SplitCondition) -> Result<LogicalPlanBuilder> {
+    let mut b = LogicalPlanBuilder::scan(
+        table.name.as_str(),
+        provider_as_source(Arc::clone(&table.provider)),
+        None,
+    )?;
+    if split.empty {
+        return b.filter(lit(false));
+    }
+    if let Some(l) = split.range.lower {
+        b = b.filter(ident(TIME).gt_eq(ts(l)))?;
+    }
+    if let Some(u) = split.range.upper {
+        b = b.filter(ident(TIME).lt_eq(ts(u)))?;
+    }
+    if let Some(r) = &split.residual {
+        b = b.filter(to_df(r, table, Ctx::Condition)?)?;
+    }
+    Ok(b)
+}
+
+/// A `GROUP BY` tag as a string column; a tag the measurement lacks is `""`.
+fn tag_column(table: &Table, tag: &str) -> DfExpr {
+    match table.kind(tag) {
+        Some(Kind::Tag) => f::coalesce(vec![cast(ident(tag), DataType::Utf8), lit("")]),
+        _ => lit(""),
+    }
+}
+
+/// The scan, keeping only rows where one of the fields the projection reads has a value:
+/// InfluxQL iterates over points of the selected fields, not over table rows.
+fn scan_present(
+    table: &Table,
+    split: &SplitCondition,
+    fields: &[(ast::Expr, String)],
+) -> Result<LogicalPlanBuilder> {
+    let mut b = scan(table, split)?;
+    let mut present: Option<DfExpr> = None;
+    for (e, _) in fields {
+        collect_field_refs(e, table, &mut |name| {
+            let c = ident(name).is_not_null();
+            present = Some(match present.take() {
+                Some(p) => p.or(c),
+                None => c,
+            });
+        });
+    }
+    if let Some(p) = present {
+        b = b.filter(p)?;
+    }
+    Ok(b)
+}
+
+fn plan_raw(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+) -> Result<LogicalPlan> {
+    let b = scan_present(table, split, fields)?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME),
+    ];
+    proj.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+    for (e, name) in fields {
+        proj.push(to_df(e, table, Ctx::Projection)?.alias(name));
+    }
+    b.project(proj)?.build()
+}
+
+fn collect_field_refs(e: &ast::Expr, table: &Table, f: &mut dyn FnMut(&str)) {
+    match e {
+        ast::Expr::VarRef { name, data_type } => {
+            if table.kind(&name.0) == Some(Kind::Field) && *data_type != Some(ast::DataType::Tag) {
+                f(&name.0)
+            }
+        }
+        ast::Expr::Call { args, .. } => args.iter().for_each(|a| collect_field_refs(a, table, f)),
+        ast::Expr::Nested(x) | ast::Expr::Unary { expr: x, .. } => collect_field_refs(x, table, f),
+        ast::Expr::Binary { lhs, rhs, .. } => {
+            collect_field_refs(lhs, table, f);
+            collect_field_refs(rhs, table, f);
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Projection,
+    Condition,
+}
+
+fn var_ref(
+    name: &str,
+    data_type: Option<ast::DataType>,
+    table: &Table,
+    ctx: Ctx,
+) -> Result<DfExpr> {
+    if name.eq_ignore_ascii_case(TIME) && table.kind(name).is_none() {
+        return Ok(ident(TIME));
+    }
+    let kind = table.kind(name);
+    let base = match (kind, data_type) {
+        (Some(Kind::Tag), Some(ast::DataType::Field))
+        | (Some(Kind::Field), Some(ast::DataType::Tag)) => None,
+        (Some(Kind::Tag), _) => {
+            let s = cast(ident(name), DataType::Utf8);
+            Some(if ctx == Ctx::Condition {
+                // InfluxQL compares a missing tag as the empty string.
+                f::coalesce(vec![s, lit("")])
+            } else {
+                s
+            })
+        }
+        (Some(Kind::Field), _) => Some(ident(name)),
+        (None, _) => None,
+    };
+    let Some(base) = base else {
+        return Ok(
+            if ctx == Ctx::Condition && data_type != Some(ast::DataType::Field) {
+                lit("")
+            } else {
+                lit(ScalarValue::Null)
+            },
+        );
+    };
+    let target = match data_type {
+        Some(ast::DataType::Float) => Some(DataType::Float64),
+        Some(ast::DataType::Integer) => Some(DataType::Int64),
+        Some(ast::DataType::Unsigned) => Some(DataType::UInt64),
+        Some(ast::DataType::String) => Some(DataType::Utf8),
+        Some(ast::DataType::Boolean) => Some(DataType::Boolean),
+        _ => None,
+    };
+    Ok(match target {
+        Some(t) => cast(base, t),
+        None => base,
+    })
+}
+
+fn literal(l: &Literal) -> DfExpr {
+    match l {
+        Literal::Integer(v) => lit(*v),
+        Literal::Unsigned(v) => lit(*v),
+        Literal::Float(v) => lit(*v),
+        Literal::String(s) => lit(s.as_str()),
+        Literal::Boolean(b) => lit(*b),
+        Literal::Duration(d) => lit(*d),
+    }
+}
+
+fn operator(op: BinaryOp) -> Operator {
+    match op {
+        BinaryOp::Add => Operator::Plus,
+        BinaryOp::Sub => Operator::Minus,
+        BinaryOp::Mul => Operator::Multiply,
+        BinaryOp::Div => Operator::Divide,
+        BinaryOp::Mod => Operator::Modulo,
+        BinaryOp::BitAnd => Operator::BitwiseAnd,
+        BinaryOp::BitOr => Operator::BitwiseOr,
+        BinaryOp::BitXor => Operator::BitwiseXor,
+        BinaryOp::Eq => Operator::Eq,
+        BinaryOp::NotEq => Operator::NotEq,
+        BinaryOp::Lt => Operator::Lt,
+        BinaryOp::LtEq => Operator::LtEq,
+        BinaryOp::Gt => Operator::Gt,
+        BinaryOp::GtEq => Operator::GtEq,
+        BinaryOp::EqRegex => Operator::RegexMatch,
+        BinaryOp::NotEqRegex => Operator::RegexNotMatch,
+        BinaryOp::And => Operator::And,
+        BinaryOp::Or => Operator::Or,
+    }
+}
+
+/// Row-level expression conversion (no aggregates).
+fn to_df(e: &ast::Expr, table: &Table, ctx: Ctx) -> Result<DfExpr> {
+    to_df_with(e, table, ctx, &mut |_| Ok(None))
+}
+
+/// Converts `e`; `calls` may claim a call (used to swap aggregates for their result column).
+fn to_df_with(
+    e: &ast::Expr,
+    table: &Table,
+    ctx: Ctx,
+    calls: &mut dyn FnMut(&ast::Expr) -> Result<Option<DfExpr>>,
+) -> Result<DfExpr> {
+    Ok(match e {
+        ast::Expr::VarRef { name, data_type } => var_ref(&name.0, *data_type, table, ctx)?,
+        ast::Expr::Literal(l) => literal(l),
+        ast::Expr::Nested(x) => to_df_with(x, table, ctx, calls)?,
+        ast::Expr::Unary { expr, .. } => DfExpr::Negative(Box::new(to_df_with(expr, table, ctx, calls)?)),
+        ast::Expr::Binary { lhs, op, rhs } => {
+            let l = to_df_with(lhs, table, ctx, calls)?;
+            let r = match (op, rhs.unnested()) {
+                (BinaryOp::EqRegex | BinaryOp::NotEqRegex, ast::Expr::Regex(re)) => {
+                    compile_regex(&re.0)?;
+                    lit(re.0.as_str())
+                }
+                (BinaryOp::EqRegex | BinaryOp::NotEqRegex, other) => {
+                    return plan_err(format!("expected regular expression after {op}, found {other}"))
+                }
+                _ => to_df_with(rhs, table, ctx, calls)?,
+            };
+            let l = if matches!(op, BinaryOp::EqRegex | BinaryOp::NotEqRegex) {
+                cast(l, DataType::Utf8)
+            } else {
+                l
+            };
+            binary_expr(l, operator(*op), r)
+        }
+        ast::Expr::Call { name, args } => {
+            if let Some(x) = calls(e)? {
+                return Ok(x);
+            }
+            let a = args
+                .iter()
+                .map(|x| to_df_with(x, table, ctx, calls))
+                .collect::<Result<Vec<_>>>()?;
+            scalar_call(name, a)?
+        }
+        ast::Expr::Regex(r) => return plan_err(format!("unexpected regular expression {r}")),
+        ast::Expr::Wildcard(_) => return plan_err("unexpected wildcard"),
+        ast::Expr::BindParam(p) => {
+            return plan_err(format!(
+                "Bind parameter '${p}' was referenced in the InfluxQL statement but its value is undefined"
+            ))
+        }
+        ast::Expr::Distinct(_) => return not_implemented("distinct"),
+    })
+}
+
+fn scalar_call(name: &str, mut a: Vec<DfExpr>) -> Result<DfExpr> {
+    use datafusion::functions::math::expr_fn as m;
+    let one = |a: &mut Vec<DfExpr>| -> Result<DfExpr> {
+        if a.len() != 1 {
+            return plan_err(format!(
+                "invalid number of arguments for {name}, expected 1, got {}",
+                a.len()
+            ));
+        }
+        Ok(a.remove(0))
+    };
+    let two = |a: &mut Vec<DfExpr>| -> Result<(DfExpr, DfExpr)> {
+        if a.len() != 2 {
+            return plan_err(format!(
+                "invalid number of arguments for {name}, expected 2, got {}",
+                a.len()
+            ));
+        }
+        let y = a.remove(1);
+        Ok((a.remove(0), y))
+    };
+    Ok(match name {
+        "abs" => m::abs(one(&mut a)?),
+        "sin" => m::sin(one(&mut a)?),
+        "cos" => m::cos(one(&mut a)?),
+        "tan" => m::tan(one(&mut a)?),
+        "asin" => m::asin(one(&mut a)?),
+        "acos" => m::acos(one(&mut a)?),
+        "atan" => m::atan(one(&mut a)?),
+        "exp" => m::exp(one(&mut a)?),
+        "ln" => m::ln(one(&mut a)?),
+        "log2" => m::log2(one(&mut a)?),
+        "log10" => m::log10(one(&mut a)?),
+        "sqrt" => m::sqrt(one(&mut a)?),
+        "floor" => m::floor(one(&mut a)?),
+        "ceil" => m::ceil(one(&mut a)?),
+        "round" => m::round(vec![one(&mut a)?]),
+        "atan2" => {
+            let (y, x) = two(&mut a)?;
+            m::atan2(y, x)
+        }
+        "pow" => {
+            let (x, y) = two(&mut a)?;
+            m::power(x, y)
+        }
+        // InfluxQL's log(x, base); DataFusion's log(base, x).
+        "log" => {
+            let (x, b) = two(&mut a)?;
+            m::log(b, x)
+        }
+        other => match semantic::classify_function(other) {
+            Some(FunctionKind::Unplannable) => {
+                return plan_err(format!("Invalid function '{other}'"))
+            }
+            Some(FunctionKind::Now) => return not_implemented("now"),
+            Some(FunctionKind::Aggregate | FunctionKind::Selector) => {
+                return plan_err("mixing aggregate and non-aggregate columns is not supported")
+            }
+            _ => return not_implemented(format!("{other}()")),
+        },
+    })
+}
+
+/// The aggregate for `call` over `table`, plus (for a lone selector) the time of the selected
+/// point.
+fn aggregate_call(call: &ast::Expr, table: &Table) -> Result<(DfExpr, Option<DfExpr>)> {
+    let ast::Expr::Call { name, args } = call else {
+        return not_implemented("DISTINCT");
+    };
+    let arg = |i: usize| -> Result<DfExpr> { to_df(&args[i], table, Ctx::Projection) };
+    let time_asc = || ident(TIME).sort(true, false);
+    Ok(match name.as_str() {
+        "count" => match args[0].unnested() {
+            ast::Expr::Call { name, args } if name == "distinct" => (
+                agg::count_distinct(to_df(&args[0], table, Ctx::Projection)?),
+                None,
+            ),
+            ast::Expr::Distinct(id) => (
+                agg::count_distinct(var_ref(&id.0, None, table, Ctx::Projection)?),
+                None,
+            ),
+            _ => (agg::count(arg(0)?), None),
+        },
+        "sum" => (agg::sum(arg(0)?), None),
+        "mean" => (agg::avg(cast(arg(0)?, DataType::Float64)), None),
+        "median" => (agg::median(cast(arg(0)?, DataType::Float64)), None),
+        "stddev" => (agg::stddev(cast(arg(0)?, DataType::Float64)), None),
+        "spread" => (agg::max(arg(0)?) - agg::min(arg(0)?), None),
+        "first" => (
+            agg::first_value(arg(0)?, vec![time_asc()]),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.is_null().sort(true, false), time_asc()],
+            )),
+        ),
+        "last" => (
+            agg::last_value(arg(0)?, vec![time_asc()]),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![
+                    arg(0)?.is_null().sort(true, false),
+                    ident(TIME).sort(false, false),
+                ],
+            )),
+        ),
+        "max" => (
+            agg::max(arg(0)?),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.sort(false, false), time_asc()],
+            )),
+        ),
+        "min" => (
+            agg::min(arg(0)?),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.sort(true, false), time_asc()],
+            )),
+        ),
+        other => match semantic::classify_function(other) {
+            Some(FunctionKind::Unplannable) => {
+                return plan_err(format!("Invalid function '{other}'"))
+            }
+            _ => return not_implemented(format!("{other}()")),
+        },
+    })
+}
+
+fn plan_aggregate(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+    info: &semantic::SelectInfo,
+) -> Result<LogicalPlan> {
+    let b = scan_present(table, split, fields)?;
+    let mut group: Vec<DfExpr> = Vec::new();
+    if let Some(g) = info.group_by_time {
+        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano::new(0, 0, g.interval),
+        )));
+        group.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias(TIME));
+    }
+    group.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+
+    let mut aggs: Vec<DfExpr> = Vec::new();
+    let mut selector_time: Option<DfExpr> = None;
+    let mut finals = Vec::new();
+    for (e, name) in fields {
+        let out = to_df_with(e, table, Ctx::Projection, &mut |call| {
+            let ast::Expr::Call { name, .. } = call else {
+                return Ok(None);
+            };
+            match semantic::classify_function(name) {
+                Some(FunctionKind::Aggregate | FunctionKind::Selector) => {}
+                Some(FunctionKind::Transformation) => return not_implemented(format!("{name}()")),
+                _ => return Ok(None),
+            }
+            let (a, t) = aggregate_call(call, table)?;
+            let alias = format!("__agg{}", aggs.len());
+            aggs.push(a.alias(&alias));
+            if info.single_selector && info.group_by_time.is_none() {
+                selector_time = t;
+            }
+            Ok(Some(ident(alias)))
+        })?;
+        finals.push(out.alias(name));
+    }
+    let time = if info.group_by_time.is_some() {
+        ident(TIME)
+    } else if let Some(t) = selector_time {
+        aggs.push(t.alias("__time"));
+        ident("__time")
+    } else {
+        ts(0)
+    };
+    aggs.push(agg::count(lit(1)).alias("__rows"));
+    let mut b = b.aggregate(group, aggs)?;
+    // An aggregate over no rows gives no row, unlike SQL's one row of nulls.
+    b = b.filter(ident("__rows").gt(lit(0i64)))?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        time.alias(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.extend(finals);
+    b.project(proj)?.build()
+}
+
+/// Union needs identical schemas: a column that is null-typed in one measurement (it lacks
+/// the field) takes the type it has elsewhere.
+fn unify_types(plans: Vec<LogicalPlan>) -> Result<Vec<LogicalPlan>> {
+    if plans.len() < 2 {
+        return Ok(plans);
+    }
+    let schemas: Vec<DFSchemaRef> = plans.iter().map(|p| Arc::clone(p.schema())).collect();
+    let n = schemas[0].fields().len();
+    let mut targets = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = schemas
+            .iter()
+            .map(|s| s.field(i).data_type().clone())
+            .find(|t| *t != DataType::Null)
+            .unwrap_or(DataType::Null);
+        targets.push(t);
+    }
+    plans
+        .into_iter()
+        .map(|p| {
+            let schema = Arc::clone(p.schema());
+            let proj: Vec<DfExpr> = schema
+                .fields()
+                .iter()
+                .zip(&targets)
+                .map(|(f, t)| {
+                    let c = col(datafusion::common::Column::from_name(f.name()));
+                    if f.data_type() == t {
+                        c
+                    } else {
+                        cast(c, t.clone()).alias(f.name())
+                    }
+                })
+                .collect();
+            LogicalPlanBuilder::from(p).project(proj)?.build()
+        })
+        .collect()
+}
