@@ -108,14 +108,32 @@ pub async fn plan_select(
     let group_tags = group_by_tags(stmt, &resolved)?;
     let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
 
-    if info.group_by_time.is_some() && stmt.fill != Some(Fill::None) {
-        // Empty windows are not generated yet; refuse rather than silently drop them.
-        return not_implemented("GROUP BY time() without fill(none)");
+    let mut split = split;
+    if info.group_by_time.is_some() && split.range.upper.is_none() {
+        // With windows and no upper bound, InfluxQL stops at the query's start time.
+        split.range.upper = Some(now);
+        split.empty |= split.range.is_empty();
+    }
+    if stmt.fill == Some(Fill::Linear) {
+        return not_implemented("fill(linear)");
     }
     let mut plans = Vec::new();
     for table in &resolved {
         let p = if info.has_aggregate {
-            plan_aggregate(table, &split, &group_tags, &fields, &info)?
+            let p = plan_aggregate(table, &split, &group_tags, &fields, &info)?;
+            match (info.group_by_time, stmt.fill) {
+                (None, _) | (_, Some(Fill::None)) => p,
+                (Some(g), fill) if !split.empty => gap_fill(
+                    p,
+                    table,
+                    &group_tags,
+                    &fields,
+                    g,
+                    &split,
+                    fill.unwrap_or(Fill::Null),
+                )?,
+                _ => p,
+            }
         } else {
             plan_raw(table, &split, &group_tags, &fields)?
         };
@@ -766,6 +784,146 @@ fn plan_aggregate(
     proj.extend(group_tags.iter().map(ident));
     proj.extend(finals);
     b.project(proj)?.build()
+}
+
+/// Most windows one series may have; more is almost always a missing time bound.
+const MAX_WINDOWS: i64 = 1_000_000;
+
+/// Adds the empty `GROUP BY time()` windows of every series and fills them: windows run from
+/// the lower time bound (or the first window with data) to the upper bound.
+fn gap_fill(
+    aggregated: LogicalPlan,
+    table: &Table,
+    tags: &[String],
+    fields: &[(ast::Expr, String)],
+    g: semantic::GroupByTime,
+    split: &SplitCondition,
+    fill: Fill,
+) -> Result<LogicalPlan> {
+    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, g.interval),
+    )));
+    let upper = g.window_start(split.range.upper.expect("set for GROUP BY time"));
+    let start = match split.range.lower {
+        Some(l) => {
+            let lower = g.window_start(l);
+            if (upper as i128 - lower as i128) / g.interval as i128 > MAX_WINDOWS as i128 {
+                return plan_err(format!(
+                    "too many windows in the GROUP BY time() interval (more than {MAX_WINDOWS}); narrow the time range"
+                ));
+            }
+            LogicalPlanBuilder::empty(true)
+                .project(vec![ts(lower).alias("__lo")])?
+                .build()?
+        }
+        None => LogicalPlanBuilder::from(aggregated.clone())
+            .aggregate(
+                Vec::<DfExpr>::new(),
+                vec![agg::min(ident(TIME)).alias("__lo")],
+            )?
+            .filter(ident("__lo").is_not_null())?
+            .build()?,
+    };
+    let windows = LogicalPlanBuilder::from(start)
+        .project(vec![datafusion::functions_nested::expr_fn::gen_series(
+            ident("__lo"),
+            ts(upper),
+            stride,
+        )
+        .alias("__w")])?
+        .unnest_column("__w")?
+        .project(vec![cast(
+            ident("__w"),
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+        )
+        .alias("__wt")])?
+        .build()?;
+    // Every series (tag set) that has data gets every window.
+    let key_names: Vec<String> = (0..tags.len()).map(|i| format!("__k{i}")).collect();
+    let keys = LogicalPlanBuilder::from(aggregated.clone())
+        .aggregate(
+            tags.iter().map(ident).collect::<Vec<_>>(),
+            vec![agg::count(lit(1)).alias("__n")],
+        )?
+        .project(
+            tags.iter()
+                .zip(&key_names)
+                .map(|(t, k)| ident(t).alias(k))
+                .chain(std::iter::once(lit(1i64).alias("__one"))),
+        )?
+        .build()?;
+    let mut left_keys: Vec<datafusion::common::Column> = key_names
+        .iter()
+        .map(datafusion::common::Column::from_name)
+        .collect();
+    left_keys.push(datafusion::common::Column::from_name("__wt"));
+    let mut right_keys: Vec<datafusion::common::Column> = tags
+        .iter()
+        .map(datafusion::common::Column::from_name)
+        .collect();
+    right_keys.push(datafusion::common::Column::from_name(TIME));
+    let joined = LogicalPlanBuilder::from(keys).cross_join(windows)?.join(
+        aggregated,
+        datafusion::logical_expr::JoinType::Left,
+        (left_keys, right_keys),
+        None,
+    )?;
+    let partition: Vec<DfExpr> = key_names.iter().map(ident).collect();
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident("__wt").alias(TIME),
+    ];
+    proj.extend(tags.iter().zip(&key_names).map(|(t, k)| ident(k).alias(t)));
+    for (e, name) in fields {
+        let v = ident(name);
+        let filled = match fill {
+            // InfluxDB 1.x reports an empty window's count as 0 under the default fill.
+            Fill::Null if matches!(e.unnested(), ast::Expr::Call { name, .. } if name == "count") => {
+                f::coalesce(vec![v, lit(0i64)])
+            }
+            Fill::Null | Fill::None => v,
+            Fill::Value(n) => f::coalesce(vec![
+                v,
+                match n {
+                    Number::Integer(i) => lit(i),
+                    Number::Unsigned(u) => lit(u),
+                    Number::Float(x) => lit(x),
+                },
+            ]),
+            Fill::Previous => datafusion::functions_window::expr_fn::last_value(v)
+                .null_treatment(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
+                .partition_by(partition.clone())
+                .order_by(vec![ident("__wt").sort(true, false)])
+                .build()?,
+            Fill::Linear => return not_implemented("fill(linear)"),
+        };
+        proj.push(filled.alias(name));
+    }
+    let builder = if matches!(fill, Fill::Previous) {
+        // Window expressions must be computed before they can be projected.
+        let exprs: Vec<DfExpr> = proj.iter().skip(2 + tags.len()).cloned().collect();
+        let windowed: Vec<DfExpr> = exprs
+            .iter()
+            .map(|e| match e {
+                DfExpr::Alias(a) => (*a.expr).clone(),
+                e => e.clone(),
+            })
+            .collect();
+        let b = joined.window(windowed.clone())?;
+        let mut p2 = proj[..2 + tags.len()].to_vec();
+        for (w, (_, name)) in windowed.iter().zip(fields) {
+            p2.push(
+                DfExpr::Column(datafusion::common::Column::from_name(
+                    w.schema_name().to_string(),
+                ))
+                .alias(name),
+            );
+        }
+        b.project(p2)?
+    } else {
+        joined.project(proj)?
+    };
+    builder.build()
 }
 
 /// Union needs identical schemas: a column that is null-typed in one measurement (it lacks

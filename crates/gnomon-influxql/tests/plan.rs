@@ -328,14 +328,73 @@ async fn errors_are_reported_not_guessed() {
         e.contains("mixing aggregate and non-aggregate columns is not supported"),
         "{e}"
     );
-    let e = run("SELECT mean(usage) FROM cpu GROUP BY time(1m)")
+    let e =
+        run("SELECT mean(usage) FROM cpu WHERE time >= 1700000000s GROUP BY time(1m) fill(linear)")
+            .await
+            .unwrap_err();
+    assert!(
+        e.contains("This feature is not implemented: fill(linear)"),
+        "{e}"
+    );
+    let e = run("SELECT mean(usage) FROM cpu WHERE time >= 0 GROUP BY time(1s)")
         .await
         .unwrap_err();
-    assert!(e.contains("This feature is not implemented"), "{e}");
+    assert!(e.contains("too many windows"), "{e}");
     let e = run("SELECT usage FROM cpu SLIMIT 1").await.unwrap_err();
     assert!(e.contains("SLIMIT or SOFFSET"), "{e}");
     let e = run("SELECT holt_winters(mean(usage), 1, 1) FROM cpu GROUP BY time(1m) fill(none)")
         .await
         .unwrap_err();
     assert!(e.contains("Invalid function 'holt_winters'"), "{e}");
+}
+
+// Windows of 1m between T0-20s (1699999980) and the bound; data sits in the first two
+// windows (see group_by_time_windows_start_times).
+const RANGE: &str = "time >= 1700000000s AND time < 1700000200s";
+
+#[tokio::test]
+async fn default_fill_is_null_and_count_zero() {
+    assert_eq!(
+        json(&format!(
+            "SELECT count(usage), max(usage) FROM cpu WHERE {RANGE} GROUP BY time(1m)"
+        ))
+        .await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","count","max"],"values":[[1699999980,3,2.5],[1700000040,2,10],[1700000100,0,null],[1700000160,0,null]]}]}"#
+    );
+}
+
+#[tokio::test]
+async fn fill_with_a_number() {
+    assert_eq!(
+        json(&format!(
+            "SELECT max(usage) FROM cpu WHERE {RANGE} GROUP BY time(1m) fill(-1)"
+        ))
+        .await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","max"],"values":[[1699999980,2.5],[1700000040,10],[1700000100,-1],[1700000160,-1]]}]}"#
+    );
+}
+
+#[tokio::test]
+async fn fill_previous_per_series() {
+    assert_eq!(
+        json(&format!("SELECT max(usage) FROM cpu WHERE {RANGE} AND host =~ /./ GROUP BY time(1m), host fill(previous)")).await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","max"],"values":[[1699999980,2.5],[1700000040,2.5],[1700000100,2.5],[1700000160,2.5]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","max"],"values":[[1699999980,1.5],[1700000040,3.5],[1700000100,3.5],[1700000160,3.5]]}]}"#
+    );
+}
+
+#[tokio::test]
+async fn without_lower_bound_windows_start_at_the_data() {
+    // Upper bound defaults to now (T0 + 1h in these tests): 60 windows after the first.
+    let series = run("SELECT count(usage) FROM cpu GROUP BY time(1m)")
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 1);
+    let rows = &series[0].values;
+    assert_eq!(rows[0], vec![Cell::Time(1_699_999_980 * S), Cell::Int(3)]);
+    assert_eq!(rows[1], vec![Cell::Time(1_700_000_040 * S), Cell::Int(2)]);
+    assert_eq!(
+        rows.last().unwrap(),
+        &vec![Cell::Time((1_700_003_580) * S), Cell::Int(0)]
+    );
+    assert_eq!(rows.len(), 61);
 }
