@@ -234,6 +234,13 @@ async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> 
         let Some(provider) = tables.table(&name).await? else {
             continue;
         };
+        out.push(Table::new(name, provider));
+    }
+    Ok(out)
+}
+
+impl Table {
+    fn new(name: String, provider: Arc<dyn datafusion::catalog::TableProvider>) -> Self {
         let schema = provider.schema();
         let columns = schema
             .fields()
@@ -248,13 +255,36 @@ async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> 
                 (f.name().clone(), (kind, f.data_type().clone()))
             })
             .collect();
-        out.push(Table {
+        Table {
             name,
             provider,
             columns,
-        });
+        }
     }
-    Ok(out)
+}
+
+/// `SHOW TAG VALUES` for one measurement and one tag key: the distinct non-empty values of
+/// `key` among rows matching `condition`, sorted, in a column `value`.
+pub fn plan_tag_values(
+    measurement: &str,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    key: &str,
+    condition: Option<&ast::Expr>,
+    now: i64,
+) -> Result<LogicalPlan> {
+    let table = Table::new(measurement.to_string(), provider);
+    let split = time_range::split_condition(condition, now, None)?;
+    let value = cast(ident(key), DataType::Utf8);
+    scan(&table, &split)?
+        .filter(
+            value
+                .clone()
+                .is_not_null()
+                .and(value.clone().not_eq(lit(""))),
+        )?
+        .aggregate(vec![value.alias("value")], Vec::<DfExpr>::new())?
+        .sort(vec![ident("value").sort(true, false)])?
+        .build()
 }
 
 fn compile_regex(pattern: &str) -> Result<regex::Regex> {

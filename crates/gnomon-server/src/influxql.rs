@@ -408,9 +408,93 @@ async fn execute(
         Statement::CreateDatabase(_) => Err(not_implemented("CREATE DATABASE")),
         Statement::Delete(_) => Err(not_implemented("DELETE")),
         Statement::DropMeasurement(_) => Err(not_implemented("DROP MEASUREMENT")),
-        Statement::ShowTagValues(_) => Err(not_implemented("SHOW TAG VALUES")),
+        Statement::ShowTagValues(s) => {
+            let database = database
+                .ok_or_else(|| StmtError::query(QueryError::DatabaseNotFound(db.clone())))?;
+            let names = from_names(&s.from, &tables(&database))?;
+            let ctx = state.query.session(&db).map_err(StmtError::query)?;
+            let schema = ctx
+                .catalog(CATALOG_NAME)
+                .and_then(|c| c.schema(TABLE_SCHEMA))
+                .ok_or_else(|| StmtError::query(QueryError::DatabaseNotFound(db.clone())))?;
+            let key_matches = key_matcher(&s.with_key)?;
+            let mut out = Vec::new();
+            for n in names {
+                let Some(t) = database.table(&n) else {
+                    continue;
+                };
+                let mut keys: Vec<String> = t
+                    .columns()
+                    .iter()
+                    .filter(|c| c.kind == ColumnKind::Tag && key_matches(&c.name))
+                    .map(|c| c.name.to_string())
+                    .collect();
+                keys.sort();
+                let Some(provider) = schema.table(&n).await.map_err(StmtError::datafusion)? else {
+                    continue;
+                };
+                let mut rows = Vec::new();
+                for key in keys {
+                    let plan = gnomon_influxql::plan::plan_tag_values(
+                        &n,
+                        Arc::clone(&provider),
+                        &key,
+                        s.condition.as_ref(),
+                        now_ns(),
+                    )
+                    .map_err(StmtError::datafusion)?;
+                    let batches = ctx
+                        .execute_logical_plan(plan)
+                        .await
+                        .map_err(StmtError::datafusion)?
+                        .collect()
+                        .await
+                        .map_err(StmtError::datafusion)?;
+                    for b in &batches {
+                        let values = arrow::compute::cast(b.column(0), &DataType::Utf8)
+                            .map_err(|e| StmtError::datafusion(e.into()))?;
+                        let values = values
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .expect("cast to Utf8");
+                        for v in values.iter().flatten() {
+                            rows.push(vec![Cell::Str(key.clone()), Cell::Str(v.to_string())]);
+                        }
+                    }
+                }
+                let rows = limit_offset(rows, s.limit, s.offset);
+                if !rows.is_empty() {
+                    out.push(meta_series(&n, &["key", "value"], rows));
+                }
+            }
+            Ok(Output::Meta(out))
+        }
         Statement::ShowDatabases => unreachable!("answered above"),
     }
+}
+
+/// Which tag keys a `WITH KEY` clause selects.
+fn key_matcher(
+    with_key: &gnomon_influxql::ast::WithKey,
+) -> Result<Box<dyn Fn(&str) -> bool + Send>, StmtError> {
+    use gnomon_influxql::ast::WithKey;
+    let regex = |r: &str| {
+        regex::Regex::new(r)
+            .map_err(|e| StmtError::invalid(format!("invalid regular expression: {e}")))
+    };
+    Ok(match with_key.clone() {
+        WithKey::Eq(k) => Box::new(move |n| n == k.0),
+        WithKey::NotEq(k) => Box::new(move |n| n != k.0),
+        WithKey::EqRegex(r) => {
+            let re = regex(&r.0)?;
+            Box::new(move |n| re.is_match(n))
+        }
+        WithKey::NotEqRegex(r) => {
+            let re = regex(&r.0)?;
+            Box::new(move |n| !re.is_match(n))
+        }
+        WithKey::In(keys) => Box::new(move |n| keys.iter().any(|k| k.0 == n)),
+    })
 }
 
 fn not_implemented(what: &str) -> StmtError {
