@@ -7,8 +7,13 @@
 //! `GROUP BY time()` windows and the query time range.
 //!
 //! The parser is hand-written (lexer + recursive descent) and has no dependency on DataFusion,
-//! the catalog or HTTP, so it can be used alone. It must not reach into storage or the query
-//! engine: resolving databases and measurements and planning belong to the caller.
+//! the catalog or HTTP, so it can be used alone (default features).
+//!
+//! The `plan` feature adds [`plan`] (a SELECT → DataFusion `LogicalPlan`, built with
+//! `LogicalPlanBuilder`, never by rewriting into SQL) and [`v1`] (planned rows → the v1
+//! `/query` series shape and its JSON/CSV text). Even then the crate sees tables only through
+//! DataFusion's `SchemaProvider`: it must not reach into the catalog, the buffer or HTTP;
+//! resolving which database a statement targets belongs to the caller.
 
 pub mod ast;
 mod duration;

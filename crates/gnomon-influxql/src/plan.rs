@@ -467,11 +467,13 @@ fn plan_raw(
 
 fn collect_field_refs(e: &ast::Expr, table: &Table, f: &mut dyn FnMut(&str)) {
     match e {
-        ast::Expr::VarRef { name, data_type } => {
-            if table.kind(&name.0) == Some(Kind::Field) && *data_type != Some(ast::DataType::Tag) {
-                f(&name.0)
-            }
+        ast::Expr::VarRef { name, data_type }
+            if table.kind(&name.0) == Some(Kind::Field)
+                && *data_type != Some(ast::DataType::Tag) =>
+        {
+            f(&name.0)
         }
+        ast::Expr::Distinct(id) if table.kind(&id.0) == Some(Kind::Field) => f(&id.0),
         ast::Expr::Call { args, .. } => args.iter().for_each(|a| collect_field_refs(a, table, f)),
         ast::Expr::Nested(x) | ast::Expr::Unary { expr: x, .. } => collect_field_refs(x, table, f),
         ast::Expr::Binary { lhs, rhs, .. } => {

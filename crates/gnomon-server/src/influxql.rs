@@ -473,10 +473,10 @@ async fn execute(
     }
 }
 
+type KeyMatcher = Box<dyn Fn(&str) -> bool + Send>;
+
 /// Which tag keys a `WITH KEY` clause selects.
-fn key_matcher(
-    with_key: &gnomon_influxql::ast::WithKey,
-) -> Result<Box<dyn Fn(&str) -> bool + Send>, StmtError> {
+fn key_matcher(with_key: &gnomon_influxql::ast::WithKey) -> Result<KeyMatcher, StmtError> {
     use gnomon_influxql::ast::WithKey;
     let regex = |r: &str| {
         regex::Regex::new(r)
