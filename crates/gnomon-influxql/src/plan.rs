@@ -10,7 +10,10 @@
 //! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
 //! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev` and the
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
-//! selected point's time), `fill(none)`, `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series.
+//! selected point's time), `fill(none|null|<number>|previous)`, the transformations
+//! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
+//! `elapsed`, `cumulative_sum` and `moving_average` over raw fields (no `GROUP BY time`),
+//! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz('UTC')`.
 //! Anything else is rejected with a "not implemented" error rather than answered wrongly.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,6 +105,13 @@ pub async fn plan_select(
         .as_deref()
         .map(time_range::parse_timezone)
         .transpose()?;
+    if let Some(zone) = tz {
+        // Time strings in WHERE are read in the zone, but output times and windows are not
+        // shifted yet: refuse other zones rather than answer in UTC.
+        if zone != chrono_tz::Tz::UTC {
+            return not_implemented(format!("tz('{}')", zone.name()));
+        }
+    }
     let split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
 
     let resolved = resolve_tables(stmt, tables).await?;
@@ -119,7 +129,12 @@ pub async fn plan_select(
     }
     let mut plans = Vec::new();
     for table in &resolved {
-        let p = if info.has_aggregate {
+        let p = if is_transformation_query(&fields) {
+            if info.group_by_time.is_some() {
+                return not_implemented("transformations with GROUP BY time()");
+            }
+            plan_transformations(table, &split, &group_tags, &fields)?
+        } else if info.has_aggregate {
             let p = plan_aggregate(table, &split, &group_tags, &fields, &info)?;
             match (info.group_by_time, stmt.fill) {
                 (None, _) | (_, Some(Fill::None)) => p,
@@ -816,6 +831,188 @@ fn plan_aggregate(
     proj.extend(group_tags.iter().map(ident));
     proj.extend(finals);
     b.project(proj)?.build()
+}
+
+fn is_transformation_query(fields: &[(ast::Expr, String)]) -> bool {
+    fields.iter().any(|(e, _)| {
+        matches!(e.unnested(), ast::Expr::Call { name, .. }
+            if semantic::classify_function(name) == Some(FunctionKind::Transformation))
+    })
+}
+
+fn window_of(
+    fun: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>,
+    args: Vec<DfExpr>,
+    partition: &[DfExpr],
+    frame: Option<datafusion::logical_expr::WindowFrame>,
+) -> Result<DfExpr> {
+    let w = DfExpr::from(datafusion::logical_expr::expr::WindowFunction::new(
+        fun, args,
+    ))
+    .partition_by(partition.to_vec())
+    .order_by(vec![ident(TIME).sort(true, false)]);
+    match frame {
+        Some(f) => w.window_frame(f).build(),
+        None => w.build(),
+    }
+}
+
+fn duration_arg(args: &[ast::Expr], i: usize, default: i64) -> i64 {
+    match args.get(i).map(ast::Expr::unnested) {
+        Some(ast::Expr::Literal(Literal::Duration(d))) => *d,
+        _ => default,
+    }
+}
+
+/// Row-to-row transformations over a series' raw points (ordered by time): each output row is
+/// computed from the current and previous points, so the first point (the first N-1 for
+/// `moving_average`) yields no row, and the `non_negative_` variants drop negative results.
+fn plan_transformations(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits};
+    let b = scan_present(table, split, fields)?;
+    let mut base = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME),
+    ];
+    base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+    let mut calls = Vec::new();
+    for (i, (e, _)) in fields.iter().enumerate() {
+        let ast::Expr::Call { name, args } = e.unnested() else {
+            return not_implemented("transformations mixed with other expressions");
+        };
+        if semantic::classify_function(name) != Some(FunctionKind::Transformation) {
+            return not_implemented("transformations mixed with other functions");
+        }
+        base.push(to_df(&args[0], table, Ctx::Projection)?.alias(format!("__v{i}")));
+        calls.push((name.as_str(), args));
+    }
+    let b = b.project(base)?;
+    let partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    let lag = |e: DfExpr| -> Result<DfExpr> {
+        window_of(
+            datafusion::functions_window::lead_lag::lag_udwf(),
+            vec![e, lit(1i64)],
+            &partition,
+            None,
+        )
+    };
+    // Window outputs get plain names: their generated names depend on column qualification.
+    let mut windows = vec![lag(ident(TIME))?.alias("__prev_time")];
+    let mut per_field = Vec::new();
+    let mut counts: Vec<Option<DfExpr>> = Vec::new();
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let v = ident(format!("__v{i}"));
+        let w = match *name {
+            "difference" | "non_negative_difference" | "derivative" | "non_negative_derivative" => {
+                Some(lag(v)?)
+            }
+            "cumulative_sum" => Some(window_of(
+                datafusion::functions_aggregate::sum::sum_udaf(),
+                vec![v],
+                &partition,
+                Some(WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                    WindowFrameBound::CurrentRow,
+                )),
+            )?),
+            "moving_average" => {
+                let n = match args[1].unnested() {
+                    ast::Expr::Literal(Literal::Integer(n)) => *n as u64,
+                    _ => return plan_err("second argument for moving_average must be an integer"),
+                };
+                let frame = WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(Some(n - 1))),
+                    WindowFrameBound::CurrentRow,
+                );
+                let count = window_of(
+                    datafusion::functions_aggregate::count::count_udaf(),
+                    vec![v.clone()],
+                    &partition,
+                    Some(frame.clone()),
+                )?;
+                let count = count.alias(format!("__count{i}"));
+                windows.push(count.clone());
+                counts.push(Some(count));
+                Some(window_of(
+                    datafusion::functions_aggregate::average::avg_udaf(),
+                    vec![cast(v, DataType::Float64)],
+                    &partition,
+                    Some(frame),
+                )?)
+            }
+            "elapsed" => None,
+            other => return not_implemented(format!("{other}()")),
+        };
+        if counts.len() <= i {
+            counts.push(None);
+        }
+        let w = w.map(|w| w.alias(format!("__w{i}")));
+        if let Some(w) = &w {
+            windows.push(w.clone());
+        }
+        per_field.push(w);
+    }
+    let name_of = |e: &DfExpr| match e {
+        DfExpr::Alias(a) => ident(a.name.clone()),
+        e => ident(e.schema_name().to_string()),
+    };
+    let prev_time = name_of(&windows[0]);
+    let b = b.window(windows.clone())?;
+    let mut out = vec![ident(MEASUREMENT_COLUMN), ident(TIME)];
+    out.extend(group_tags.iter().map(ident));
+    let mut keep: Option<DfExpr> = None;
+    let mut and_keep = |c: DfExpr| {
+        keep = Some(match keep.take() {
+            Some(k) => k.and(c),
+            None => c,
+        })
+    };
+    let ns = |e: DfExpr| cast(e, DataType::Int64);
+    for (i, ((name, args), w)) in calls.iter().zip(&per_field).enumerate() {
+        let v = ident(format!("__v{i}"));
+        let dt = ns(ident(TIME)) - ns(prev_time.clone());
+        let value = match *name {
+            "difference" | "non_negative_difference" => v - name_of(w.as_ref().expect("lag")),
+            "derivative" | "non_negative_derivative" => {
+                let unit = duration_arg(args, 1, 1_000_000_000);
+                (cast(v, DataType::Float64)
+                    - cast(name_of(w.as_ref().expect("lag")), DataType::Float64))
+                    / (cast(dt, DataType::Float64) / lit(unit as f64))
+            }
+            "elapsed" => dt / lit(duration_arg(args, 1, 1)),
+            "cumulative_sum" => name_of(w.as_ref().expect("sum")),
+            "moving_average" => {
+                let n = match args[1].unnested() {
+                    ast::Expr::Literal(Literal::Integer(n)) => *n,
+                    _ => 2,
+                };
+                // Full windows only: the first N-1 points give no row.
+                let count = name_of(counts[i].as_ref().expect("count window"));
+                and_keep(count.eq(lit(n)));
+                name_of(w.as_ref().expect("avg"))
+            }
+            _ => unreachable!("checked above"),
+        };
+        if !matches!(*name, "cumulative_sum" | "moving_average") {
+            and_keep(prev_time.clone().is_not_null());
+        }
+        if name.starts_with("non_negative_") {
+            and_keep(value.clone().gt_eq(lit(0)));
+        }
+        out.push(value.alias(&fields[i].1));
+    }
+    let b = match keep {
+        Some(k) => b.filter(k)?,
+        None => b,
+    };
+    b.project(out)?.build()
 }
 
 /// Most windows one series may have; more is almost always a missing time bound.

@@ -398,3 +398,69 @@ async fn without_lower_bound_windows_start_at_the_data() {
     );
     assert_eq!(rows.len(), 61);
 }
+
+#[tokio::test]
+async fn time_zones() {
+    assert_eq!(
+        json("SELECT usage FROM cpu WHERE time <= '2023-11-14 22:13:20' tz('UTC')").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","usage"],"values":[[1700000000,0.5]]}]}"#
+    );
+    let e = run("SELECT usage FROM cpu tz('Europe/Paris')")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("This feature is not implemented: tz('Europe/Paris')"),
+        "{e}"
+    );
+    let e = run("SELECT usage FROM cpu tz('Nowhere/Special')")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("unable to find time zone Nowhere/Special"),
+        "{e}"
+    );
+}
+
+// host b's usage: 1.5 at T0+1s, 3.5 at T0+61s.
+#[tokio::test]
+async fn raw_transformations() {
+    assert_eq!(
+        json("SELECT difference(usage) FROM cpu WHERE host = 'b'").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","difference"],"values":[[1700000061,2]]}]}"#
+    );
+    assert_eq!(
+        json("SELECT derivative(usage, 1m) FROM cpu WHERE host = 'b'").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","derivative"],"values":[[1700000061,2]]}]}"#
+    );
+    assert_eq!(
+        json("SELECT derivative(usage) FROM cpu WHERE host = 'a'").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","derivative"],"values":[[1700000002,1]]}]}"#
+    );
+    assert_eq!(
+        json("SELECT elapsed(usage, 1s) FROM cpu WHERE host = 'b'").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","elapsed"],"values":[[1700000061,60]]}]}"#
+    );
+    // usage in time order: 0.5, 1.5, 2.5, 3.5, 10.
+    assert_eq!(
+        json("SELECT cumulative_sum(usage) FROM cpu").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","cumulative_sum"],"values":[[1700000000,0.5],[1700000001,2],[1700000002,4.5],[1700000061,8],[1700000063,18]]}]}"#
+    );
+    assert_eq!(
+        json("SELECT moving_average(usage, 3) FROM cpu").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","moving_average"],"values":[[1700000002,1.5],[1700000061,2.5],[1700000063,5.333333333333333]]}]}"#
+    );
+    // Decreases are dropped by the non_negative_ variants; series are separate.
+    assert_eq!(
+        json("SELECT non_negative_difference(usage) FROM cpu WHERE usage < 5 GROUP BY region")
+            .await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","tags":{"region":"us"},"columns":["time","non_negative_difference"],"values":[[1700000001,1],[1700000061,2]]}]}"#
+    );
+    let e =
+        run("SELECT derivative(mean(usage)) FROM cpu WHERE time >= 1700000000s GROUP BY time(1m)")
+            .await
+            .unwrap_err();
+    assert!(
+        e.contains("This feature is not implemented: transformations with GROUP BY time()"),
+        "{e}"
+    );
+}
