@@ -12,7 +12,8 @@
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
 //! selected point's time), `fill(none|null|<number>|previous)`, the transformations
 //! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
-//! `elapsed`, `cumulative_sum` and `moving_average` over raw fields (no `GROUP BY time`),
+//! `elapsed`, `cumulative_sum` and `moving_average` over raw fields or over `GROUP BY time`
+//! windows of an aggregate,
 //! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz('UTC')`.
 //! Anything else is rejected with a "not implemented" error rather than answered wrongly.
 
@@ -130,10 +131,8 @@ pub async fn plan_select(
     let mut plans = Vec::new();
     for table in &resolved {
         let p = if is_transformation_query(&fields) {
-            if info.group_by_time.is_some() {
-                return not_implemented("transformations with GROUP BY time()");
-            }
-            plan_transformations(table, &split, &group_tags, &fields)?
+            let windowed = info.group_by_time.map(|_| (&info, stmt.fill));
+            plan_transformations(table, &split, &group_tags, &fields, windowed)?
         } else if info.has_aggregate {
             let p = plan_aggregate(table, &split, &group_tags, &fields, &info)?;
             match (info.group_by_time, stmt.fill) {
@@ -867,31 +866,69 @@ fn duration_arg(args: &[ast::Expr], i: usize, default: i64) -> i64 {
 /// Row-to-row transformations over a series' raw points (ordered by time): each output row is
 /// computed from the current and previous points, so the first point (the first N-1 for
 /// `moving_average`) yields no row, and the `non_negative_` variants drop negative results.
+///
+/// With `GROUP BY time()` (`windowed`), the input points are the windows of the inner
+/// aggregate instead: empty windows are skipped under the default fill (the transformation
+/// spans the gap), and take the fill value under `fill(<n>)` / `fill(previous)`.
 fn plan_transformations(
     table: &Table,
     split: &SplitCondition,
     group_tags: &[String],
     fields: &[(ast::Expr, String)],
+    windowed: Option<(&semantic::SelectInfo, Option<Fill>)>,
 ) -> Result<LogicalPlan> {
     use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits};
-    let b = scan_present(table, split, fields)?;
-    let mut base = vec![
-        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
-        ident(TIME),
-    ];
-    base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
     let mut calls = Vec::new();
-    for (i, (e, _)) in fields.iter().enumerate() {
+    for (e, _) in fields {
         let ast::Expr::Call { name, args } = e.unnested() else {
             return not_implemented("transformations mixed with other expressions");
         };
         if semantic::classify_function(name) != Some(FunctionKind::Transformation) {
             return not_implemented("transformations mixed with other functions");
         }
-        base.push(to_df(&args[0], table, Ctx::Projection)?.alias(format!("__v{i}")));
         calls.push((name.as_str(), args));
     }
-    let b = b.project(base)?;
+    let b = match windowed {
+        Some((info, fill)) => {
+            let inner: Vec<(ast::Expr, String)> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, (_, args))| (args[0].clone(), format!("__v{i}")))
+                .collect();
+            let p = plan_aggregate(table, split, group_tags, &inner, info)?;
+            let p = match (info.group_by_time, fill) {
+                (Some(g), Some(f @ (Fill::Value(_) | Fill::Previous))) if !split.empty => {
+                    gap_fill(p, table, group_tags, &inner, g, split, f)?
+                }
+                _ => p,
+            };
+            // Windows without a value (e.g. `mean` over nothing) are not points.
+            let mut present: Option<DfExpr> = None;
+            for (_, name) in &inner {
+                let c = ident(name).is_not_null();
+                present = Some(match present.take() {
+                    Some(p) => p.or(c),
+                    None => c,
+                });
+            }
+            let b = LogicalPlanBuilder::from(p);
+            match present {
+                Some(c) => b.filter(c)?,
+                None => b,
+            }
+        }
+        None => {
+            let mut base = vec![
+                lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+                ident(TIME),
+            ];
+            base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+            for (i, (_, args)) in calls.iter().enumerate() {
+                base.push(to_df(&args[0], table, Ctx::Projection)?.alias(format!("__v{i}")));
+            }
+            scan_present(table, split, fields)?.project(base)?
+        }
+    };
     let partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
     let lag = |e: DfExpr| -> Result<DfExpr> {
         window_of(

@@ -455,12 +455,24 @@ async fn raw_transformations() {
             .await,
         r#"{"statement_id":0,"series":[{"name":"cpu","tags":{"region":"us"},"columns":["time","non_negative_difference"],"values":[[1700000001,1],[1700000061,2]]}]}"#
     );
-    let e =
-        run("SELECT derivative(mean(usage)) FROM cpu WHERE time >= 1700000000s GROUP BY time(1m)")
-            .await
-            .unwrap_err();
-    assert!(
-        e.contains("This feature is not implemented: transformations with GROUP BY time()"),
-        "{e}"
+}
+
+// Windows of 1m from 1699999980: mean(usage) is 1.5 (3 points), then 6.75 (3.5 and 10), then
+// empty windows up to the bound.
+#[tokio::test]
+async fn transformations_over_windows() {
+    // Default fill: empty windows are skipped, not points.
+    assert_eq!(
+        json(&format!("SELECT difference(mean(usage)), derivative(mean(usage), 1s) FROM cpu WHERE {RANGE} GROUP BY time(1m)")).await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","difference","derivative"],"values":[[1700000040,5.25,0.0875]]}]}"#
+    );
+    // fill(0) makes them points.
+    assert_eq!(
+        json(&format!("SELECT non_negative_difference(max(usage)) FROM cpu WHERE {RANGE} GROUP BY time(1m) fill(0)")).await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","non_negative_difference"],"values":[[1700000040,7.5],[1700000160,0]]}]}"#
+    );
+    assert_eq!(
+        json(&format!("SELECT cumulative_sum(count(usage)) FROM cpu WHERE {RANGE} GROUP BY time(1m), host fill(none)")).await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","tags":{"host":""},"columns":["time","cumulative_sum"],"values":[[1700000040,1]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","cumulative_sum"],"values":[[1699999980,2]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","cumulative_sum"],"values":[[1699999980,1],[1700000040,2]]}]}"#
     );
 }
