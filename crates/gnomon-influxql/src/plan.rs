@@ -15,6 +15,7 @@
 //! `elapsed`, `cumulative_sum` and `moving_average` over raw fields or over `GROUP BY time`
 //! windows of an aggregate,
 //! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz('UTC')`.
+//! Wildcards and regexes as the first argument of a call (`mean(*)`) expand per field.
 //! Anything else is rejected with a "not implemented" error rather than answered wrongly.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -352,6 +353,15 @@ fn expand_fields(
             universe.entry(n).or_insert(*k);
         }
     }
+    // Field name → type, for functions that only take numbers.
+    let mut field_types: BTreeMap<&str, &DataType> = BTreeMap::new();
+    for t in tables {
+        for (n, (k, ty)) in &t.columns {
+            if *k == Kind::Field {
+                field_types.entry(n).or_insert(ty);
+            }
+        }
+    }
     let mut out = Vec::new();
     for (field, name) in stmt.fields.iter().zip(names) {
         let matching = |want: &dyn Fn(&str, Kind) -> bool| -> Vec<(ast::Expr, String)> {
@@ -384,6 +394,43 @@ fn expand_fields(
             ast::Expr::Regex(r) => {
                 let re = compile_regex(&r.0)?;
                 out.extend(matching(&|n, _| re.is_match(n)));
+            }
+            ast::Expr::Call { name: func, args }
+                if args.first().is_some_and(|a| {
+                    matches!(a.unnested(), ast::Expr::Wildcard(_) | ast::Expr::Regex(_))
+                }) && !args[1..].iter().any(contains_wildcard_arg) =>
+            {
+                // `mean(*)`, `max(/re/)`: one column per matching field, named
+                // `<function>_<field>`; functions that need numbers skip other fields.
+                let re = match args[0].unnested() {
+                    ast::Expr::Regex(r) => Some(compile_regex(&r.0)?),
+                    _ => None,
+                };
+                let any_type = matches!(
+                    func.as_str(),
+                    "count" | "first" | "last" | "distinct" | "mode" | "elapsed"
+                );
+                let prefix = field.alias.as_ref().map_or(func.as_str(), |a| a.0.as_str());
+                for (n, t) in &field_types {
+                    if re.as_ref().is_some_and(|re| !re.is_match(n)) {
+                        continue;
+                    }
+                    if !any_type && !t.is_numeric() {
+                        continue;
+                    }
+                    let mut new_args = args.clone();
+                    new_args[0] = ast::Expr::VarRef {
+                        name: Ident::new(*n),
+                        data_type: Some(ast::DataType::Field),
+                    };
+                    out.push((
+                        ast::Expr::Call {
+                            name: func.clone(),
+                            args: new_args,
+                        },
+                        format!("{prefix}_{n}"),
+                    ));
+                }
             }
             e => {
                 if contains_wildcard_arg(e) {
@@ -804,7 +851,7 @@ fn plan_aggregate(
             let (a, t) = aggregate_call(call, table)?;
             let alias = format!("__agg{}", aggs.len());
             aggs.push(a.alias(&alias));
-            if info.single_selector && info.group_by_time.is_none() {
+            if info.single_selector && info.group_by_time.is_none() && fields.len() == 1 {
                 selector_time = t;
             }
             Ok(Some(ident(alias)))

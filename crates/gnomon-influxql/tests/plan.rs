@@ -476,3 +476,20 @@ async fn transformations_over_windows() {
         r#"{"statement_id":0,"series":[{"name":"cpu","tags":{"host":""},"columns":["time","cumulative_sum"],"values":[[1700000040,1]]},{"name":"cpu","tags":{"host":"a"},"columns":["time","cumulative_sum"],"values":[[1699999980,2]]},{"name":"cpu","tags":{"host":"b"},"columns":["time","cumulative_sum"],"values":[[1699999980,1],[1700000040,2]]}]}"#
     );
 }
+
+#[tokio::test]
+async fn wildcards_inside_aggregates() {
+    assert_eq!(
+        json("SELECT count(*) FROM cpu").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","count_idle","count_usage"],"values":[[0,1,5]]}]}"#
+    );
+    assert_eq!(
+        json("SELECT max(/us/) FROM cpu WHERE host = 'b'").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","max_usage"],"values":[[1700000061,3.5]]}]}"#
+    );
+    // Several selectors have no single point to take the time from.
+    assert_eq!(
+        json("SELECT max(*) FROM cpu").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","max_idle","max_usage"],"values":[[0,7,10]]}]}"#
+    );
+}
