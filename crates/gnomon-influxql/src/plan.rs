@@ -176,7 +176,11 @@ pub async fn plan_select(
     let ascending = stmt.order_by != Some(Order::Descending);
     let mut key: Vec<DfExpr> = vec![ident(MEASUREMENT_COLUMN)];
     key.extend(group_tags.iter().map(ident));
-    let mut sort: Vec<SortExpr> = key.iter().map(|e| e.clone().sort(true, false)).collect();
+    // InfluxDB 1.x also walks the series backwards under ORDER BY time DESC.
+    let mut sort: Vec<SortExpr> = key
+        .iter()
+        .map(|e| e.clone().sort(ascending, false))
+        .collect();
     sort.push(ident(TIME).sort(ascending, false));
     builder = builder.sort(sort)?;
 
@@ -205,7 +209,10 @@ pub async fn plan_select(
             }
             builder = builder.filter(cond)?.project(columns)?;
             // The window may reorder rows.
-            let mut sort: Vec<SortExpr> = key.iter().map(|e| e.clone().sort(true, false)).collect();
+            let mut sort: Vec<SortExpr> = key
+                .iter()
+                .map(|e| e.clone().sort(ascending, false))
+                .collect();
             sort.push(ident(TIME).sort(ascending, false));
             builder = builder.sort(sort)?;
         }
@@ -502,9 +509,8 @@ fn scan_present(
             });
         });
     }
-    if let Some(p) = present {
-        b = b.filter(p)?;
-    }
+    // A measurement without any of the selected fields has no points to give.
+    b = b.filter(present.unwrap_or(lit(false)))?;
     Ok(b)
 }
 
