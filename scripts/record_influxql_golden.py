@@ -120,6 +120,47 @@ Q = [
  "SELECT mean(usage) FROM cpu WHERE host = 'zzz'",
 ]
 
+Q += [
+ "SELECT * FROM cpu WHERE usage > 3",
+ "SELECT usage FROM cpu WHERE host = 'a' AND time > 1700000001s",
+ "SELECT mean(usage) FROM cpu GROUP BY region",
+ "SELECT first(usage), last(usage) FROM cpu",
+ "SELECT used FROM mem",
+ "SELECT free, used FROM mem",
+ f"SELECT max(usage) FROM cpu WHERE {R} GROUP BY time(1m)",
+ f"SELECT count(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(none) LIMIT 2",
+ "SELECT usage FROM cpu WHERE region = 'us' AND (host = 'a' OR host = 'b')",
+ "SELECT usage FROM cpu WHERE usage = 2.5",
+ "SELECT usage FROM cpu WHERE idle = 10",
+ "SELECT usage FROM cpu LIMIT 1 OFFSET 10",
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) ORDER BY time DESC",
+ "SELECT stddev(idle) FROM cpu",
+ "SELECT usage FROM cpu WHERE time >= '2023-11-14 22:13:21'",
+ "SELECT usage FROM cpu WHERE region =~ /us|eu/ GROUP BY region",
+ "SELECT elapsed(free, 1m) FROM mem",
+ f"SELECT moving_average(mean(usage), 2) FROM cpu WHERE {R} GROUP BY time(1m)",
+ f"SELECT cumulative_sum(max(usage)) FROM cpu WHERE {R} GROUP BY time(1m)",
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(100)",
+ f"SELECT count(usage) FROM cpu WHERE {R} GROUP BY time(2m), region",
+ f"SELECT last(usage) FROM cpu WHERE {R} GROUP BY time(1m), host fill(none)",
+ "SELECT usage FROM cpu WHERE host =~ /^(a|b)$/",
+ "SELECT * FROM cpu LIMIT 3",
+ "SELECT * FROM cpu, mem",
+ "SHOW TAG VALUES FROM mem WITH KEY = host",
+ "SHOW MEASUREMENTS LIMIT 1",
+ "SHOW FIELD KEYS FROM cpu",
+ "SHOW TAG KEYS FROM /m.*/",
+ "SELECT median(idle) FROM cpu GROUP BY region",
+ "SELECT spread(free) FROM mem",
+ "SELECT min(free), max(free) FROM mem",
+ "SELECT count(free) FROM mem WHERE host = 'b'",
+ "SELECT sum(usage) FROM cpu WHERE time > 1700000100s GROUP BY host",
+ "SELECT max(usage) - min(usage) FROM cpu",
+ "SELECT usage FROM cpu WHERE usage < 0 OR usage > 4",
+ "SELECT idle / 10 FROM cpu",
+ "SELECT mean(idle) FROM cpu WHERE host = 'a'",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

@@ -673,7 +673,12 @@ fn to_df_with(
             } else {
                 l
             };
-            binary_expr(l, operator(*op), r)
+            if *op == BinaryOp::Div {
+                // InfluxQL division is always floating point (`5 / 10` is 0.5).
+                binary_expr(cast(l, DataType::Float64), Operator::Divide, cast(r, DataType::Float64))
+            } else {
+                binary_expr(l, operator(*op), r)
+            }
         }
         ast::Expr::Call { name, args } => {
             if let Some(x) = calls(e)? {
@@ -870,7 +875,8 @@ fn plan_aggregate(
         aggs.push(t.alias("__time"));
         ident("__time")
     } else {
-        ts(0)
+        // As in InfluxDB 1.x: the start of the query's time range, epoch 0 without one.
+        ts(split.range.lower.unwrap_or(0))
     };
     aggs.push(agg::count(lit(1)).alias("__rows"));
     let mut b = b.aggregate(group, aggs)?;
