@@ -161,6 +161,14 @@ Q += [
  "SELECT mean(idle) FROM cpu WHERE host = 'a'",
 ]
 
+Q += [
+ "SELECT percentile(usage, 50) FROM cpu",
+ "SELECT percentile(usage, 90), percentile(usage, 5), percentile(usage, 100) FROM cpu",
+ "SELECT percentile(idle, 75) FROM cpu GROUP BY host",
+ f"SELECT percentile(usage, 50) FROM cpu WHERE {R} GROUP BY time(1m)",
+ f"SELECT percentile(usage, 95) FROM cpu WHERE {R} GROUP BY time(2m) fill(none)",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

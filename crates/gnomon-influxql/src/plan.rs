@@ -8,7 +8,8 @@
 //! Covered so far: raw projections (fields, tags, `*`, `::` casts, arithmetic, math
 //! functions), several measurements and regex measurements, WHERE with time ranges, tag and
 //! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
-//! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev` and the
+//! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev`,
+//! `percentile` (nearest rank) and the
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
 //! selected point's time), `fill(none|null|<number>|previous)`, the transformations
 //! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
@@ -848,6 +849,9 @@ fn plan_aggregate(
 
     let mut aggs: Vec<DfExpr> = Vec::new();
     let mut selector_time: Option<DfExpr> = None;
+    // Whether `selector_time` is computed from aggregate outputs (percentile) rather than
+    // being an aggregate itself.
+    let mut selector_time_is_post = false;
     let mut finals = Vec::new();
     for (e, name) in fields {
         let out = to_df_with(e, table, Ctx::Projection, &mut |call| {
@@ -858,6 +862,50 @@ fn plan_aggregate(
                 Some(FunctionKind::Aggregate | FunctionKind::Selector) => {}
                 Some(FunctionKind::Transformation) => return not_implemented(format!("{name}()")),
                 _ => return Ok(None),
+            }
+            if let ast::Expr::Call { name, args } = call {
+                if name == "percentile" {
+                    // Nearest rank, as InfluxDB: the value at 1-based rank
+                    // floor(n * p / 100 + 0.5) of the sorted values; none if out of range.
+                    let p = match args[1].unnested() {
+                        ast::Expr::Literal(Literal::Integer(v)) => *v as f64,
+                        ast::Expr::Literal(Literal::Float(v)) => *v,
+                        _ => return plan_err("expected float argument in percentile()"),
+                    };
+                    let v = to_df(&args[0], table, Ctx::Projection)?;
+                    let alias = format!("__agg{}", aggs.len());
+                    let sorted = |e: DfExpr| -> Result<DfExpr> {
+                        agg::array_agg(e)
+                            .order_by(vec![
+                                v.clone().sort(true, false),
+                                ident(TIME).sort(true, false),
+                            ])
+                            .filter(v.clone().is_not_null())
+                            .build()
+                    };
+                    aggs.push(sorted(v.clone())?.alias(&alias));
+                    let n = cast(
+                        datafusion::functions_nested::expr_fn::cardinality(ident(&alias)),
+                        DataType::Float64,
+                    );
+                    let rank = cast(
+                        datafusion::functions::math::expr_fn::floor(n * lit(p / 100.0) + lit(0.5)),
+                        DataType::Int64,
+                    );
+                    if info.single_selector && info.group_by_time.is_none() && fields.len() == 1 {
+                        let times = format!("__agg{}", aggs.len());
+                        aggs.push(sorted(ident(TIME))?.alias(&times));
+                        selector_time = Some(datafusion::functions_nested::expr_fn::array_element(
+                            ident(&times),
+                            rank.clone(),
+                        ));
+                        selector_time_is_post = true;
+                    }
+                    return Ok(Some(datafusion::functions_nested::expr_fn::array_element(
+                        ident(&alias),
+                        rank,
+                    )));
+                }
             }
             let (a, t) = aggregate_call(call, table)?;
             let alias = format!("__agg{}", aggs.len());
@@ -872,8 +920,12 @@ fn plan_aggregate(
     let time = if info.group_by_time.is_some() {
         ident(TIME)
     } else if let Some(t) = selector_time {
-        aggs.push(t.alias("__time"));
-        ident("__time")
+        if selector_time_is_post {
+            t
+        } else {
+            aggs.push(t.alias("__time"));
+            ident("__time")
+        }
     } else {
         // As in InfluxDB 1.x: the start of the query's time range, epoch 0 without one.
         ts(split.range.lower.unwrap_or(0))

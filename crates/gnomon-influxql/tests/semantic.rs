@@ -44,7 +44,7 @@ fn classes() {
         ("sum", Aggregate),
         ("integral", Aggregate),
         ("distinct", Aggregate),
-        ("percentile", Aggregate),
+        ("percentile", Selector),
         ("first", Selector),
         ("last", Selector),
         ("min", Selector),
