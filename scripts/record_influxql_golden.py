@@ -169,6 +169,16 @@ Q += [
  f"SELECT percentile(usage, 95) FROM cpu WHERE {R} GROUP BY time(2m) fill(none)",
 ]
 
+Q += [
+ "SELECT top(usage, 3) FROM cpu",
+ "SELECT bottom(usage, 2) FROM cpu",
+ "SELECT top(usage, 2) FROM cpu GROUP BY region",
+ "SELECT top(usage, host, 2) FROM cpu",
+ "SELECT bottom(idle, host, 5) FROM cpu",
+ f"SELECT top(usage, 1) FROM cpu WHERE {R} GROUP BY time(2m)",
+ "SELECT top(usage, 10) FROM cpu WHERE host = 'a'",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

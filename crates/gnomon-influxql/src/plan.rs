@@ -9,7 +9,7 @@
 //! functions), several measurements and regex measurements, WHERE with time ranges, tag and
 //! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
 //! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev`,
-//! `percentile` (nearest rank) and the
+//! `percentile` (nearest rank), `top`/`bottom` (with tag arguments) and the
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
 //! selected point's time), `fill(none|null|<number>|previous)`, the transformations
 //! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
@@ -132,7 +132,9 @@ pub async fn plan_select(
     }
     let mut plans = Vec::new();
     for table in &resolved {
-        let p = if is_transformation_query(&fields) {
+        let p = if let Some((name, args)) = top_bottom(&fields) {
+            plan_top_bottom(table, &split, &group_tags, name, args, &fields[0].1, &info)?
+        } else if is_transformation_query(&fields) {
             let windowed = info.group_by_time.map(|_| (&info, stmt.fill));
             plan_transformations(table, &split, &group_tags, &fields, windowed)?
         } else if info.has_aggregate {
@@ -940,6 +942,101 @@ fn plan_aggregate(
     ];
     proj.extend(group_tags.iter().map(ident));
     proj.extend(finals);
+    b.project(proj)?.build()
+}
+
+/// The `top`/`bottom` call when it is the whole projection.
+fn top_bottom(fields: &[(ast::Expr, String)]) -> Option<(&str, &[ast::Expr])> {
+    match fields {
+        [(e, _)] => match e.unnested() {
+            ast::Expr::Call { name, args } if name == "top" || name == "bottom" => {
+                Some((name.as_str(), args.as_slice()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `top(f[, tag...], N)` / `bottom(...)`: the N largest (smallest) points of each series (and
+/// window), earliest first among equal values, listed in time order with their own times.
+/// With tags, each distinct tag combination contributes only its best point, and the tags
+/// become output columns.
+fn plan_top_bottom(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    name: &str,
+    args: &[ast::Expr],
+    out_name: &str,
+    info: &semantic::SelectInfo,
+) -> Result<LogicalPlan> {
+    let n = match args.last().map(ast::Expr::unnested) {
+        Some(ast::Expr::Literal(Literal::Integer(n))) if *n > 0 => *n as u64,
+        _ => return plan_err(format!("expected integer as last argument in {name}()")),
+    };
+    let descending = name == "top";
+    let tag_args: Vec<String> = args[1..args.len() - 1]
+        .iter()
+        .filter_map(|a| match a.unnested() {
+            ast::Expr::VarRef { name, .. } => Some(name.0.clone()),
+            _ => None,
+        })
+        .collect();
+    let field = &args[0];
+    let fields = [(field.clone(), out_name.to_string())];
+    let b = scan_present(table, split, &fields)?;
+    let mut base = vec![ident(TIME)];
+    base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+    base.push(to_df(field, table, Ctx::Projection)?.alias("__v"));
+    for (i, t) in tag_args.iter().enumerate() {
+        // As an output column a missing tag is null, as in a raw SELECT of the tag.
+        let v = match table.kind(t) {
+            Some(Kind::Tag) => cast(ident(t), DataType::Utf8),
+            _ => lit(ScalarValue::Utf8(None)),
+        };
+        base.push(v.alias(format!("__t{i}")));
+    }
+    let mut partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    if let Some(g) = info.group_by_time {
+        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano::new(0, 0, g.interval),
+        )));
+        base.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias("__window"));
+        partition.push(ident("__window"));
+    }
+    let mut b = b.project(base)?;
+    let order = vec![
+        ident("__v").sort(!descending, false),
+        ident(TIME).sort(true, false),
+    ];
+    let rank = |partition: Vec<DfExpr>, alias: &str| -> Result<DfExpr> {
+        Ok(row_number()
+            .partition_by(partition)
+            .order_by(order.clone())
+            .build()?
+            .alias(alias))
+    };
+    if !tag_args.is_empty() {
+        // The best point of each tag combination first.
+        let mut per_tag = partition.clone();
+        per_tag.extend((0..tag_args.len()).map(|i| ident(format!("__t{i}"))));
+        b = b
+            .window(vec![rank(per_tag, "__rt")?])?
+            .filter(ident("__rt").eq(lit(1u64)))?;
+    }
+    b = b
+        .window(vec![rank(partition, "__rn")?])?
+        .filter(ident("__rn").lt_eq(lit(n)))?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.push(ident("__v").alias(out_name));
+    for (i, t) in tag_args.iter().enumerate() {
+        proj.push(ident(format!("__t{i}")).alias(t));
+    }
     b.project(proj)?.build()
 }
 
