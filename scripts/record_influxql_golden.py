@@ -179,6 +179,18 @@ Q += [
  "SELECT top(usage, 10) FROM cpu WHERE host = 'a'",
 ]
 
+Q += [
+ "SELECT distinct(host) FROM cpu",
+ "SELECT distinct(idle) FROM cpu",
+ "SELECT distinct(usage) FROM cpu GROUP BY region",
+ "SELECT DISTINCT usage FROM cpu WHERE time > 1700000050s",
+ "SELECT count(distinct(usage)) FROM cpu",
+ "SELECT mode(region) FROM cpu",
+ "SELECT mode(idle) FROM cpu",
+ "SELECT mode(usage) FROM cpu GROUP BY host",
+ "SELECT mode(free) FROM mem",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

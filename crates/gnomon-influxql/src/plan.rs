@@ -9,7 +9,8 @@
 //! functions), several measurements and regex measurements, WHERE with time ranges, tag and
 //! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
 //! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev`,
-//! `percentile` (nearest rank), `top`/`bottom` (with tag arguments) and the
+//! `percentile` (nearest rank), `top`/`bottom` (with tag arguments), `distinct` and `mode`
+//! (as the only projection, without `GROUP BY time`) and the
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
 //! selected point's time), `fill(none|null|<number>|previous)`, the transformations
 //! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
@@ -132,7 +133,12 @@ pub async fn plan_select(
     }
     let mut plans = Vec::new();
     for table in &resolved {
-        let p = if let Some((name, args)) = top_bottom(&fields) {
+        let p = if let Some((name, arg)) = distinct_or_mode(&fields) {
+            if info.group_by_time.is_some() {
+                return not_implemented(format!("{name}() with GROUP BY time()"));
+            }
+            plan_distinct_mode(table, &split, &group_tags, name, arg, &fields[0].1)?
+        } else if let Some((name, args)) = top_bottom(&fields) {
             plan_top_bottom(table, &split, &group_tags, name, args, &fields[0].1, &info)?
         } else if is_transformation_query(&fields) {
             let windowed = info.group_by_time.map(|_| (&info, stmt.fill));
@@ -185,7 +191,23 @@ pub async fn plan_select(
         .map(|e| e.clone().sort(ascending, false))
         .collect();
     sort.push(ident(TIME).sort(ascending, false));
+    // Rows share series and time only for `distinct`, whose values come in the order they
+    // first appear; the helper column goes once sorted.
+    let first_seen = fields.len() == 1 && distinct_or_mode(&fields).is_some();
+    if first_seen {
+        sort.push(ident("__first").sort(true, false));
+    }
     builder = builder.sort(sort)?;
+    if first_seen {
+        let keep: Vec<DfExpr> = builder
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| c.name != "__first")
+            .map(DfExpr::Column)
+            .collect();
+        builder = builder.project(keep)?;
+    }
 
     if stmt.limit.is_some() || stmt.offset.is_some() {
         let offset = stmt.offset.unwrap_or(0) as usize;
@@ -942,6 +964,73 @@ fn plan_aggregate(
     ];
     proj.extend(group_tags.iter().map(ident));
     proj.extend(finals);
+    b.project(proj)?.build()
+}
+
+/// The `distinct`/`mode` call when it is the whole projection.
+fn distinct_or_mode(fields: &[(ast::Expr, String)]) -> Option<(&'static str, ast::Expr)> {
+    match fields {
+        [(e, _)] => match e.unnested() {
+            ast::Expr::Distinct(id) => Some(("distinct", ast::Expr::var(id.0.clone()))),
+            ast::Expr::Call { name, args } if name == "distinct" && args.len() == 1 => {
+                Some(("distinct", args[0].clone()))
+            }
+            ast::Expr::Call { name, args } if name == "mode" && args.len() == 1 => {
+                Some(("mode", args[0].clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `distinct(f)`: one row per distinct value; `mode(f)`: the most frequent value (the smallest
+/// among equally frequent ones). Stamped like other aggregates.
+fn plan_distinct_mode(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    name: &str,
+    arg: ast::Expr,
+    out_name: &str,
+) -> Result<LogicalPlan> {
+    let fields = [(arg.clone(), out_name.to_string())];
+    let mut base: Vec<DfExpr> = group_tags
+        .iter()
+        .map(|t| tag_column(table, t).alias(t))
+        .collect();
+    base.push(to_df(&arg, table, Ctx::Projection)?.alias("__v"));
+    base.push(ident(TIME));
+    let mut group: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    group.push(ident("__v"));
+    let mut b = scan_present(table, split, &fields)?
+        .project(base)?
+        .filter(ident("__v").is_not_null())?
+        .aggregate(
+            group,
+            vec![
+                agg::count(lit(1)).alias("__n"),
+                agg::min(ident(TIME)).alias("__first"),
+            ],
+        )?;
+    if name == "mode" {
+        let rn = row_number()
+            .partition_by(group_tags.iter().map(ident).collect())
+            .order_by(vec![
+                ident("__n").sort(false, false),
+                ident("__v").sort(true, false),
+            ])
+            .build()?
+            .alias("__rn");
+        b = b.window(vec![rn])?.filter(ident("__rn").eq(lit(1u64)))?;
+    }
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ts(split.range.lower.unwrap_or(0)).alias(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.push(ident("__v").alias(out_name));
+    proj.push(ident("__first"));
     b.project(proj)?.build()
 }
 
