@@ -12,6 +12,7 @@
 pub mod body;
 mod configure;
 pub mod error;
+mod influxql;
 pub mod metrics;
 mod query;
 mod write;
@@ -86,6 +87,8 @@ const ROUTES: &[&str] = &[
     "/api/v2/write",
     "/api/v3/write_lp",
     "/api/v3/query_sql",
+    "/api/v3/query_influxql",
+    "/query",
     "/api/v3/configure/database",
 ];
 
@@ -102,6 +105,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v3/query_sql",
             get(query::query_sql_get).post(query::query_sql_post),
+        )
+        .route(
+            "/api/v3/query_influxql",
+            get(influxql::query_influxql_get).post(influxql::query_influxql_post),
+        )
+        .route(
+            "/query",
+            get(influxql::query_v1_get).post(influxql::query_v1_post),
         )
         .route(
             "/api/v3/configure/database",

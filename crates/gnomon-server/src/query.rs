@@ -79,7 +79,7 @@ pub async fn query_sql_post(
 }
 
 /// The format the `Accept` header asks for; evaluated even when `format=` is given.
-fn format_from_accept(headers: &HeaderMap) -> Result<Format, HttpError> {
+pub(crate) fn format_from_accept(headers: &HeaderMap) -> Result<Format, HttpError> {
     let Some(value) = headers.get(header::ACCEPT) else {
         return Ok(Format::Json);
     };
@@ -94,7 +94,7 @@ fn format_from_accept(headers: &HeaderMap) -> Result<Format, HttpError> {
     })
 }
 
-fn choose_format(accepted: Format, param: Option<&str>) -> Result<Format, HttpError> {
+pub(crate) fn choose_format(accepted: Format, param: Option<&str>) -> Result<Format, HttpError> {
     match param {
         None => Ok(accepted),
         Some(p) => Format::from_param(p).ok_or_else(|| {

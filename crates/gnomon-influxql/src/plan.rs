@@ -1,0 +1,1529 @@
+//! SELECT → DataFusion logical plan (feature `plan`).
+//!
+//! The plan's output has the columns `iox::measurement`, `time`, the `GROUP BY` tags (sorted,
+//! as strings, a missing tag is `""`), then one column per projection, sorted by measurement,
+//! tags and time. [`PlannedSelect::tag_columns`] tells the v1 encoder which columns form the
+//! series key.
+//!
+//! Covered so far: raw projections (fields, tags, `*`, `::` casts, arithmetic, math
+//! functions), several measurements and regex measurements, WHERE with time ranges, tag and
+//! field conditions and regexes, `GROUP BY` tags / `*` / regex / `time(i[, offset])`, the
+//! aggregates `count`, `count(distinct)`, `sum`, `mean`, `median`, `spread`, `stddev`,
+//! `percentile` (nearest rank), `top`/`bottom` (with tag arguments), `distinct` and `mode`
+//! (as the only projection, without `GROUP BY time`) and the
+//! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
+//! selected point's time), `fill(none|null|<number>|previous)`, the transformations
+//! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
+//! `elapsed`, `cumulative_sum` and `moving_average` over raw fields or over `GROUP BY time`
+//! windows of an aggregate,
+//! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz('UTC')`.
+//! Wildcards and regexes as the first argument of a call (`mean(*)`) expand per field.
+//! Anything else is rejected with a "not implemented" error rather than answered wrongly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::{DFSchemaRef, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::expr_fn as f;
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    binary_expr, cast, col, ident, lit, Expr as DfExpr, ExprFunctionExt, LogicalPlan,
+    LogicalPlanBuilder, Operator, SortExpr,
+};
+
+use crate::ast::{self, *};
+use crate::semantic::{self, FunctionKind, SemanticError};
+use crate::time_range::{self, SplitCondition};
+
+/// Name of the column holding the measurement.
+pub const MEASUREMENT_COLUMN: &str = "iox::measurement";
+const TIME: &str = "time";
+
+/// A planned SELECT and what the encoders need to know about its columns.
+#[derive(Debug, Clone)]
+pub struct PlannedSelect {
+    pub plan: LogicalPlan,
+    /// `GROUP BY` tag columns, in output order; they key the v1 series.
+    pub tag_columns: Vec<String>,
+}
+
+fn not_implemented<T>(what: impl Into<String>) -> Result<T> {
+    Err(DataFusionError::NotImplemented(what.into()))
+}
+
+fn plan_err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(DataFusionError::Plan(msg.into()))
+}
+
+impl From<SemanticError> for DataFusionError {
+    fn from(e: SemanticError) -> Self {
+        match e {
+            SemanticError::Plan(m) => DataFusionError::Plan(m),
+            SemanticError::NotImplemented(m) => DataFusionError::NotImplemented(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tag,
+    Field,
+}
+
+/// One measurement's columns (time excluded).
+#[derive(Debug, Clone)]
+struct Table {
+    name: String,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    columns: BTreeMap<String, (Kind, DataType)>,
+}
+
+impl Table {
+    fn kind(&self, name: &str) -> Option<Kind> {
+        self.columns.get(name).map(|(k, _)| *k)
+    }
+}
+
+fn is_tag_type(t: &DataType) -> bool {
+    matches!(t, DataType::Dictionary(_, v) if **v == DataType::Utf8)
+}
+
+fn ts(ns: i64) -> DfExpr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), None))
+}
+
+/// Plans `stmt` over the measurements of `tables`; `now` (ns) is the query start time.
+pub async fn plan_select(
+    stmt: &SelectStatement,
+    tables: &dyn SchemaProvider,
+    now: i64,
+) -> Result<PlannedSelect> {
+    let info = semantic::validate_select(stmt)?;
+    let tz = stmt
+        .timezone
+        .as_deref()
+        .map(time_range::parse_timezone)
+        .transpose()?;
+    if let Some(zone) = tz {
+        // Time strings in WHERE are read in the zone, but output times and windows are not
+        // shifted yet: refuse other zones rather than answer in UTC.
+        if zone != chrono_tz::Tz::UTC {
+            return not_implemented(format!("tz('{}')", zone.name()));
+        }
+    }
+    let split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
+
+    let resolved = resolve_tables(stmt, tables).await?;
+    let group_tags = group_by_tags(stmt, &resolved)?;
+    let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
+
+    let mut split = split;
+    if info.group_by_time.is_some() && split.range.upper.is_none() {
+        // With windows and no upper bound, InfluxQL stops at the query's start time.
+        split.range.upper = Some(now);
+        split.empty |= split.range.is_empty();
+    }
+    if stmt.fill == Some(Fill::Linear) {
+        return not_implemented("fill(linear)");
+    }
+    let mut plans = Vec::new();
+    for table in &resolved {
+        let p = if let Some((name, arg)) = distinct_or_mode(&fields) {
+            if info.group_by_time.is_some() {
+                return not_implemented(format!("{name}() with GROUP BY time()"));
+            }
+            plan_distinct_mode(table, &split, &group_tags, name, arg, &fields[0].1)?
+        } else if let Some((name, args)) = top_bottom(&fields) {
+            plan_top_bottom(table, &split, &group_tags, name, args, &fields[0].1, &info)?
+        } else if is_transformation_query(&fields) {
+            let windowed = info.group_by_time.map(|_| (&info, stmt.fill));
+            plan_transformations(table, &split, &group_tags, &fields, windowed)?
+        } else if info.has_aggregate {
+            let p = plan_aggregate(table, &split, &group_tags, &fields, &info)?;
+            match (info.group_by_time, stmt.fill) {
+                (None, _) | (_, Some(Fill::None)) => p,
+                (Some(g), fill) if !split.empty => gap_fill(
+                    p,
+                    table,
+                    &group_tags,
+                    &fields,
+                    g,
+                    &split,
+                    fill.unwrap_or(Fill::Null),
+                )?,
+                _ => p,
+            }
+        } else {
+            plan_raw(table, &split, &group_tags, &fields)?
+        };
+        plans.push(p);
+    }
+    if plans.is_empty() {
+        return Ok(PlannedSelect {
+            plan: LogicalPlanBuilder::empty(false)
+                .project(
+                    std::iter::once(lit(ScalarValue::Utf8(None)).alias(MEASUREMENT_COLUMN))
+                        .chain(std::iter::once(
+                            lit(ScalarValue::TimestampNanosecond(None, None)).alias(TIME),
+                        ))
+                        .chain(fields.iter().map(|(_, n)| lit(ScalarValue::Null).alias(n))),
+                )?
+                .build()?,
+            tag_columns: vec![],
+        });
+    }
+    let plans = unify_types(plans)?;
+    let mut builder = LogicalPlanBuilder::from(plans[0].clone());
+    for p in &plans[1..] {
+        builder = builder.union(p.clone())?;
+    }
+    let ascending = stmt.order_by != Some(Order::Descending);
+    let mut key: Vec<DfExpr> = vec![ident(MEASUREMENT_COLUMN)];
+    key.extend(group_tags.iter().map(ident));
+    // InfluxDB 1.x also walks the series backwards under ORDER BY time DESC.
+    let mut sort: Vec<SortExpr> = key
+        .iter()
+        .map(|e| e.clone().sort(ascending, false))
+        .collect();
+    sort.push(ident(TIME).sort(ascending, false));
+    // Rows share series and time only for `distinct`, whose values come in the order they
+    // first appear; the helper column goes once sorted.
+    let first_seen = fields.len() == 1 && distinct_or_mode(&fields).is_some();
+    if first_seen {
+        sort.push(ident("__first").sort(true, false));
+    }
+    builder = builder.sort(sort)?;
+    if first_seen {
+        let keep: Vec<DfExpr> = builder
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| c.name != "__first")
+            .map(DfExpr::Column)
+            .collect();
+        builder = builder.project(keep)?;
+    }
+
+    if stmt.limit.is_some() || stmt.offset.is_some() {
+        let offset = stmt.offset.unwrap_or(0) as usize;
+        let limit = stmt.limit.map(|l| l as usize);
+        if resolved.len() == 1 && group_tags.is_empty() {
+            builder = builder.limit(offset, limit)?;
+        } else {
+            // LIMIT and OFFSET count rows per series.
+            let rn = row_number()
+                .partition_by(key.clone())
+                .order_by(vec![ident(TIME).sort(ascending, false)])
+                .build()?
+                .alias("__rn");
+            let columns: Vec<DfExpr> = builder
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            builder = builder.window(vec![rn])?;
+            let mut cond = ident("__rn").gt(lit(offset as u64));
+            if let Some(l) = limit {
+                cond = cond.and(ident("__rn").lt_eq(lit((offset + l) as u64)));
+            }
+            builder = builder.filter(cond)?.project(columns)?;
+            // The window may reorder rows.
+            let mut sort: Vec<SortExpr> = key
+                .iter()
+                .map(|e| e.clone().sort(ascending, false))
+                .collect();
+            sort.push(ident(TIME).sort(ascending, false));
+            builder = builder.sort(sort)?;
+        }
+    }
+    Ok(PlannedSelect {
+        plan: builder.build()?,
+        tag_columns: group_tags,
+    })
+}
+
+async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> Result<Vec<Table>> {
+    let mut names: Vec<String> = Vec::new();
+    let all = {
+        let mut t = tables.table_names();
+        t.sort();
+        t
+    };
+    for from in &stmt.from {
+        match from {
+            MeasurementSelection::Subquery(_) => return not_implemented("subqueries"),
+            MeasurementSelection::Name(q) => match &q.name {
+                MeasurementName::Name(n) => {
+                    if all.iter().any(|t| t == &n.0) && !names.contains(&n.0) {
+                        names.push(n.0.clone());
+                    }
+                }
+                MeasurementName::Regex(r) => {
+                    let re = compile_regex(&r.0)?;
+                    for t in &all {
+                        if re.is_match(t) && !names.contains(t) {
+                            names.push(t.clone());
+                        }
+                    }
+                }
+            },
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(provider) = tables.table(&name).await? else {
+            continue;
+        };
+        out.push(Table::new(name, provider));
+    }
+    Ok(out)
+}
+
+impl Table {
+    fn new(name: String, provider: Arc<dyn datafusion::catalog::TableProvider>) -> Self {
+        let schema = provider.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != TIME)
+            .map(|f| {
+                let kind = if is_tag_type(f.data_type()) {
+                    Kind::Tag
+                } else {
+                    Kind::Field
+                };
+                (f.name().clone(), (kind, f.data_type().clone()))
+            })
+            .collect();
+        Table {
+            name,
+            provider,
+            columns,
+        }
+    }
+}
+
+/// `SHOW TAG VALUES` for one measurement and one tag key: the distinct non-empty values of
+/// `key` among rows matching `condition`, sorted, in a column `value`.
+pub fn plan_tag_values(
+    measurement: &str,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    key: &str,
+    condition: Option<&ast::Expr>,
+    now: i64,
+) -> Result<LogicalPlan> {
+    let table = Table::new(measurement.to_string(), provider);
+    let split = time_range::split_condition(condition, now, None)?;
+    let value = cast(ident(key), DataType::Utf8);
+    scan(&table, &split)?
+        .filter(
+            value
+                .clone()
+                .is_not_null()
+                .and(value.clone().not_eq(lit(""))),
+        )?
+        .aggregate(vec![value.alias("value")], Vec::<DfExpr>::new())?
+        .sort(vec![ident("value").sort(true, false)])?
+        .build()
+}
+
+fn compile_regex(pattern: &str) -> Result<regex::Regex> {
+    regex::Regex::new(pattern)
+        .map_err(|e| DataFusionError::Plan(format!("invalid regular expression /{pattern}/: {e}")))
+}
+
+fn group_by_tags(stmt: &SelectStatement, tables: &[Table]) -> Result<Vec<String>> {
+    let all_tags: BTreeSet<&String> = tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|(_, (k, _))| *k == Kind::Tag)
+                .map(|(n, _)| n)
+        })
+        .collect();
+    let mut tags = BTreeSet::new();
+    for d in stmt.group_by.iter().flatten() {
+        match d {
+            Dimension::Time { .. } => {}
+            Dimension::Tag(t) => {
+                tags.insert(t.0.clone());
+            }
+            Dimension::Wildcard => tags.extend(all_tags.iter().map(|s| s.to_string())),
+            Dimension::Regex(r) => {
+                let re = compile_regex(&r.0)?;
+                tags.extend(
+                    all_tags
+                        .iter()
+                        .filter(|t| re.is_match(t))
+                        .map(|s| s.to_string()),
+                );
+            }
+        }
+    }
+    Ok(tags.into_iter().collect())
+}
+
+/// The projection with wildcards and regexes expanded over the union of the measurements'
+/// columns (alphabetically, as InfluxDB lists them), paired with output names.
+fn expand_fields(
+    stmt: &SelectStatement,
+    tables: &[Table],
+    group_tags: &[String],
+    names: &[String],
+) -> Result<Vec<(ast::Expr, String)>> {
+    let mut universe: BTreeMap<&str, Kind> = BTreeMap::new();
+    for t in tables {
+        for (n, (k, _)) in &t.columns {
+            universe.entry(n).or_insert(*k);
+        }
+    }
+    // Field name → type, for functions that only take numbers.
+    let mut field_types: BTreeMap<&str, &DataType> = BTreeMap::new();
+    for t in tables {
+        for (n, (k, ty)) in &t.columns {
+            if *k == Kind::Field {
+                field_types.entry(n).or_insert(ty);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (field, name) in stmt.fields.iter().zip(names) {
+        let matching = |want: &dyn Fn(&str, Kind) -> bool| -> Vec<(ast::Expr, String)> {
+            universe
+                .iter()
+                .filter(|(n, k)| !group_tags.iter().any(|g| g == *n) && want(n, **k))
+                .map(|(n, k)| {
+                    (
+                        ast::Expr::VarRef {
+                            name: Ident::new(*n),
+                            data_type: Some(match k {
+                                Kind::Tag => ast::DataType::Tag,
+                                Kind::Field => ast::DataType::Field,
+                            }),
+                        },
+                        n.to_string(),
+                    )
+                })
+                .collect()
+        };
+        match field.expr.unnested() {
+            ast::Expr::Wildcard(w) => {
+                let w = *w;
+                out.extend(matching(&|_, k| match w {
+                    None => true,
+                    Some(WildcardType::Field) => k == Kind::Field,
+                    Some(WildcardType::Tag) => k == Kind::Tag,
+                }));
+            }
+            ast::Expr::Regex(r) => {
+                let re = compile_regex(&r.0)?;
+                out.extend(matching(&|n, _| re.is_match(n)));
+            }
+            ast::Expr::Call { name: func, args }
+                if args.first().is_some_and(|a| {
+                    matches!(a.unnested(), ast::Expr::Wildcard(_) | ast::Expr::Regex(_))
+                }) && !args[1..].iter().any(contains_wildcard_arg) =>
+            {
+                // `mean(*)`, `max(/re/)`: one column per matching field, named
+                // `<function>_<field>`; functions that need numbers skip other fields.
+                let re = match args[0].unnested() {
+                    ast::Expr::Regex(r) => Some(compile_regex(&r.0)?),
+                    _ => None,
+                };
+                let any_type = matches!(
+                    func.as_str(),
+                    "count" | "first" | "last" | "distinct" | "mode" | "elapsed"
+                );
+                let prefix = field.alias.as_ref().map_or(func.as_str(), |a| a.0.as_str());
+                for (n, t) in &field_types {
+                    if re.as_ref().is_some_and(|re| !re.is_match(n)) {
+                        continue;
+                    }
+                    if !any_type && !t.is_numeric() {
+                        continue;
+                    }
+                    let mut new_args = args.clone();
+                    new_args[0] = ast::Expr::VarRef {
+                        name: Ident::new(*n),
+                        data_type: Some(ast::DataType::Field),
+                    };
+                    out.push((
+                        ast::Expr::Call {
+                            name: func.clone(),
+                            args: new_args,
+                        },
+                        format!("{prefix}_{n}"),
+                    ));
+                }
+            }
+            e => {
+                if contains_wildcard_arg(e) {
+                    return not_implemented("wildcards and regular expressions inside functions");
+                }
+                out.push((field.expr.clone(), name.clone()))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn contains_wildcard_arg(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Wildcard(_) | ast::Expr::Regex(_) => true,
+        ast::Expr::Call { args, .. } => args.iter().any(contains_wildcard_arg),
+        ast::Expr::Nested(x) | ast::Expr::Unary { expr: x, .. } => contains_wildcard_arg(x),
+        ast::Expr::Binary { lhs, rhs, .. } => {
+            contains_wildcard_arg(lhs) || contains_wildcard_arg(rhs)
+        }
+        _ => false,
+    }
+}
+
+fn scan(table: &Table, split: &SplitCondition) -> Result<LogicalPlanBuilder> {
+    let mut b = LogicalPlanBuilder::scan(
+        table.name.as_str(),
+        provider_as_source(Arc::clone(&table.provider)),
+        None,
+    )?;
+    if split.empty {
+        return b.filter(lit(false));
+    }
+    if let Some(l) = split.range.lower {
+        b = b.filter(ident(TIME).gt_eq(ts(l)))?;
+    }
+    if let Some(u) = split.range.upper {
+        b = b.filter(ident(TIME).lt_eq(ts(u)))?;
+    }
+    if let Some(r) = &split.residual {
+        b = b.filter(to_df(r, table, Ctx::Condition)?)?;
+    }
+    Ok(b)
+}
+
+/// A `GROUP BY` tag as a string column; a tag the measurement lacks is `""`.
+fn tag_column(table: &Table, tag: &str) -> DfExpr {
+    match table.kind(tag) {
+        Some(Kind::Tag) => f::coalesce(vec![cast(ident(tag), DataType::Utf8), lit("")]),
+        _ => lit(""),
+    }
+}
+
+/// The scan, keeping only rows where one of the fields the projection reads has a value:
+/// InfluxQL iterates over points of the selected fields, not over table rows.
+fn scan_present(
+    table: &Table,
+    split: &SplitCondition,
+    fields: &[(ast::Expr, String)],
+) -> Result<LogicalPlanBuilder> {
+    let mut b = scan(table, split)?;
+    let mut present: Option<DfExpr> = None;
+    for (e, _) in fields {
+        collect_field_refs(e, table, &mut |name| {
+            let c = ident(name).is_not_null();
+            present = Some(match present.take() {
+                Some(p) => p.or(c),
+                None => c,
+            });
+        });
+    }
+    // A measurement without any of the selected fields has no points to give.
+    b = b.filter(present.unwrap_or(lit(false)))?;
+    Ok(b)
+}
+
+fn plan_raw(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+) -> Result<LogicalPlan> {
+    let b = scan_present(table, split, fields)?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME),
+    ];
+    proj.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+    for (e, name) in fields {
+        proj.push(to_df(e, table, Ctx::Projection)?.alias(name));
+    }
+    b.project(proj)?.build()
+}
+
+fn collect_field_refs(e: &ast::Expr, table: &Table, f: &mut dyn FnMut(&str)) {
+    match e {
+        ast::Expr::VarRef { name, data_type }
+            if table.kind(&name.0) == Some(Kind::Field)
+                && *data_type != Some(ast::DataType::Tag) =>
+        {
+            f(&name.0)
+        }
+        ast::Expr::Distinct(id) if table.kind(&id.0) == Some(Kind::Field) => f(&id.0),
+        ast::Expr::Call { args, .. } => args.iter().for_each(|a| collect_field_refs(a, table, f)),
+        ast::Expr::Nested(x) | ast::Expr::Unary { expr: x, .. } => collect_field_refs(x, table, f),
+        ast::Expr::Binary { lhs, rhs, .. } => {
+            collect_field_refs(lhs, table, f);
+            collect_field_refs(rhs, table, f);
+        }
+        _ => {}
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Projection,
+    Condition,
+}
+
+fn var_ref(
+    name: &str,
+    data_type: Option<ast::DataType>,
+    table: &Table,
+    ctx: Ctx,
+) -> Result<DfExpr> {
+    if name.eq_ignore_ascii_case(TIME) && table.kind(name).is_none() {
+        return Ok(ident(TIME));
+    }
+    let kind = table.kind(name);
+    let base = match (kind, data_type) {
+        (Some(Kind::Tag), Some(ast::DataType::Field))
+        | (Some(Kind::Field), Some(ast::DataType::Tag)) => None,
+        (Some(Kind::Tag), _) => {
+            let s = cast(ident(name), DataType::Utf8);
+            Some(if ctx == Ctx::Condition {
+                // InfluxQL compares a missing tag as the empty string.
+                f::coalesce(vec![s, lit("")])
+            } else {
+                s
+            })
+        }
+        (Some(Kind::Field), _) => Some(ident(name)),
+        (None, _) => None,
+    };
+    let Some(base) = base else {
+        return Ok(
+            if ctx == Ctx::Condition && data_type != Some(ast::DataType::Field) {
+                lit("")
+            } else {
+                lit(ScalarValue::Null)
+            },
+        );
+    };
+    let target = match data_type {
+        Some(ast::DataType::Float) => Some(DataType::Float64),
+        Some(ast::DataType::Integer) => Some(DataType::Int64),
+        Some(ast::DataType::Unsigned) => Some(DataType::UInt64),
+        Some(ast::DataType::String) => Some(DataType::Utf8),
+        Some(ast::DataType::Boolean) => Some(DataType::Boolean),
+        _ => None,
+    };
+    Ok(match target {
+        Some(t) => cast(base, t),
+        None => base,
+    })
+}
+
+fn literal(l: &Literal) -> DfExpr {
+    match l {
+        Literal::Integer(v) => lit(*v),
+        Literal::Unsigned(v) => lit(*v),
+        Literal::Float(v) => lit(*v),
+        Literal::String(s) => lit(s.as_str()),
+        Literal::Boolean(b) => lit(*b),
+        Literal::Duration(d) => lit(*d),
+    }
+}
+
+fn operator(op: BinaryOp) -> Operator {
+    match op {
+        BinaryOp::Add => Operator::Plus,
+        BinaryOp::Sub => Operator::Minus,
+        BinaryOp::Mul => Operator::Multiply,
+        BinaryOp::Div => Operator::Divide,
+        BinaryOp::Mod => Operator::Modulo,
+        BinaryOp::BitAnd => Operator::BitwiseAnd,
+        BinaryOp::BitOr => Operator::BitwiseOr,
+        BinaryOp::BitXor => Operator::BitwiseXor,
+        BinaryOp::Eq => Operator::Eq,
+        BinaryOp::NotEq => Operator::NotEq,
+        BinaryOp::Lt => Operator::Lt,
+        BinaryOp::LtEq => Operator::LtEq,
+        BinaryOp::Gt => Operator::Gt,
+        BinaryOp::GtEq => Operator::GtEq,
+        BinaryOp::EqRegex => Operator::RegexMatch,
+        BinaryOp::NotEqRegex => Operator::RegexNotMatch,
+        BinaryOp::And => Operator::And,
+        BinaryOp::Or => Operator::Or,
+    }
+}
+
+/// Row-level expression conversion (no aggregates).
+fn to_df(e: &ast::Expr, table: &Table, ctx: Ctx) -> Result<DfExpr> {
+    to_df_with(e, table, ctx, &mut |_| Ok(None))
+}
+
+/// Converts `e`; `calls` may claim a call (used to swap aggregates for their result column).
+fn to_df_with(
+    e: &ast::Expr,
+    table: &Table,
+    ctx: Ctx,
+    calls: &mut dyn FnMut(&ast::Expr) -> Result<Option<DfExpr>>,
+) -> Result<DfExpr> {
+    Ok(match e {
+        ast::Expr::VarRef { name, data_type } => var_ref(&name.0, *data_type, table, ctx)?,
+        ast::Expr::Literal(l) => literal(l),
+        ast::Expr::Nested(x) => to_df_with(x, table, ctx, calls)?,
+        ast::Expr::Unary { expr, .. } => DfExpr::Negative(Box::new(to_df_with(expr, table, ctx, calls)?)),
+        ast::Expr::Binary { lhs, op, rhs } => {
+            let l = to_df_with(lhs, table, ctx, calls)?;
+            let r = match (op, rhs.unnested()) {
+                (BinaryOp::EqRegex | BinaryOp::NotEqRegex, ast::Expr::Regex(re)) => {
+                    compile_regex(&re.0)?;
+                    lit(re.0.as_str())
+                }
+                (BinaryOp::EqRegex | BinaryOp::NotEqRegex, other) => {
+                    return plan_err(format!("expected regular expression after {op}, found {other}"))
+                }
+                _ => to_df_with(rhs, table, ctx, calls)?,
+            };
+            let l = if matches!(op, BinaryOp::EqRegex | BinaryOp::NotEqRegex) {
+                cast(l, DataType::Utf8)
+            } else {
+                l
+            };
+            if *op == BinaryOp::Div {
+                // InfluxQL division is always floating point (`5 / 10` is 0.5).
+                binary_expr(cast(l, DataType::Float64), Operator::Divide, cast(r, DataType::Float64))
+            } else {
+                binary_expr(l, operator(*op), r)
+            }
+        }
+        ast::Expr::Call { name, args } => {
+            if let Some(x) = calls(e)? {
+                return Ok(x);
+            }
+            let a = args
+                .iter()
+                .map(|x| to_df_with(x, table, ctx, calls))
+                .collect::<Result<Vec<_>>>()?;
+            scalar_call(name, a)?
+        }
+        ast::Expr::Regex(r) => return plan_err(format!("unexpected regular expression {r}")),
+        ast::Expr::Wildcard(_) => return plan_err("unexpected wildcard"),
+        ast::Expr::BindParam(p) => {
+            return plan_err(format!(
+                "Bind parameter '${p}' was referenced in the InfluxQL statement but its value is undefined"
+            ))
+        }
+        ast::Expr::Distinct(_) => return not_implemented("distinct"),
+    })
+}
+
+fn scalar_call(name: &str, mut a: Vec<DfExpr>) -> Result<DfExpr> {
+    use datafusion::functions::math::expr_fn as m;
+    let one = |a: &mut Vec<DfExpr>| -> Result<DfExpr> {
+        if a.len() != 1 {
+            return plan_err(format!(
+                "invalid number of arguments for {name}, expected 1, got {}",
+                a.len()
+            ));
+        }
+        Ok(a.remove(0))
+    };
+    let two = |a: &mut Vec<DfExpr>| -> Result<(DfExpr, DfExpr)> {
+        if a.len() != 2 {
+            return plan_err(format!(
+                "invalid number of arguments for {name}, expected 2, got {}",
+                a.len()
+            ));
+        }
+        let y = a.remove(1);
+        Ok((a.remove(0), y))
+    };
+    Ok(match name {
+        "abs" => m::abs(one(&mut a)?),
+        "sin" => m::sin(one(&mut a)?),
+        "cos" => m::cos(one(&mut a)?),
+        "tan" => m::tan(one(&mut a)?),
+        "asin" => m::asin(one(&mut a)?),
+        "acos" => m::acos(one(&mut a)?),
+        "atan" => m::atan(one(&mut a)?),
+        "exp" => m::exp(one(&mut a)?),
+        "ln" => m::ln(one(&mut a)?),
+        "log2" => m::log2(one(&mut a)?),
+        "log10" => m::log10(one(&mut a)?),
+        "sqrt" => m::sqrt(one(&mut a)?),
+        "floor" => m::floor(one(&mut a)?),
+        "ceil" => m::ceil(one(&mut a)?),
+        "round" => m::round(vec![one(&mut a)?]),
+        "atan2" => {
+            let (y, x) = two(&mut a)?;
+            m::atan2(y, x)
+        }
+        "pow" => {
+            let (x, y) = two(&mut a)?;
+            m::power(x, y)
+        }
+        // InfluxQL's log(x, base); DataFusion's log(base, x).
+        "log" => {
+            let (x, b) = two(&mut a)?;
+            m::log(b, x)
+        }
+        other => match semantic::classify_function(other) {
+            Some(FunctionKind::Unplannable) => {
+                return plan_err(format!("Invalid function '{other}'"))
+            }
+            Some(FunctionKind::Now) => return not_implemented("now"),
+            Some(FunctionKind::Aggregate | FunctionKind::Selector) => {
+                return plan_err("mixing aggregate and non-aggregate columns is not supported")
+            }
+            _ => return not_implemented(format!("{other}()")),
+        },
+    })
+}
+
+/// The aggregate for `call` over `table`, plus (for a lone selector) the time of the selected
+/// point.
+fn aggregate_call(call: &ast::Expr, table: &Table) -> Result<(DfExpr, Option<DfExpr>)> {
+    let ast::Expr::Call { name, args } = call else {
+        return not_implemented("DISTINCT");
+    };
+    let arg = |i: usize| -> Result<DfExpr> { to_df(&args[i], table, Ctx::Projection) };
+    let time_asc = || ident(TIME).sort(true, false);
+    Ok(match name.as_str() {
+        "count" => match args[0].unnested() {
+            ast::Expr::Call { name, args } if name == "distinct" => (
+                agg::count_distinct(to_df(&args[0], table, Ctx::Projection)?),
+                None,
+            ),
+            ast::Expr::Distinct(id) => (
+                agg::count_distinct(var_ref(&id.0, None, table, Ctx::Projection)?),
+                None,
+            ),
+            _ => (agg::count(arg(0)?), None),
+        },
+        "sum" => (agg::sum(arg(0)?), None),
+        "mean" => (agg::avg(cast(arg(0)?, DataType::Float64)), None),
+        "median" => (agg::median(cast(arg(0)?, DataType::Float64)), None),
+        "stddev" => (agg::stddev(cast(arg(0)?, DataType::Float64)), None),
+        "spread" => (agg::max(arg(0)?) - agg::min(arg(0)?), None),
+        "first" => (
+            agg::first_value(arg(0)?, vec![time_asc()]),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.is_null().sort(true, false), time_asc()],
+            )),
+        ),
+        "last" => (
+            agg::last_value(arg(0)?, vec![time_asc()]),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![
+                    arg(0)?.is_null().sort(true, false),
+                    ident(TIME).sort(false, false),
+                ],
+            )),
+        ),
+        "max" => (
+            agg::max(arg(0)?),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.sort(false, false), time_asc()],
+            )),
+        ),
+        "min" => (
+            agg::min(arg(0)?),
+            Some(agg::first_value(
+                ident(TIME),
+                vec![arg(0)?.sort(true, false), time_asc()],
+            )),
+        ),
+        other => match semantic::classify_function(other) {
+            Some(FunctionKind::Unplannable) => {
+                return plan_err(format!("Invalid function '{other}'"))
+            }
+            _ => return not_implemented(format!("{other}()")),
+        },
+    })
+}
+
+fn plan_aggregate(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+    info: &semantic::SelectInfo,
+) -> Result<LogicalPlan> {
+    let b = scan_present(table, split, fields)?;
+    let mut group: Vec<DfExpr> = Vec::new();
+    if let Some(g) = info.group_by_time {
+        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano::new(0, 0, g.interval),
+        )));
+        group.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias(TIME));
+    }
+    group.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+
+    let mut aggs: Vec<DfExpr> = Vec::new();
+    let mut selector_time: Option<DfExpr> = None;
+    // Whether `selector_time` is computed from aggregate outputs (percentile) rather than
+    // being an aggregate itself.
+    let mut selector_time_is_post = false;
+    let mut finals = Vec::new();
+    for (e, name) in fields {
+        let out = to_df_with(e, table, Ctx::Projection, &mut |call| {
+            let ast::Expr::Call { name, .. } = call else {
+                return Ok(None);
+            };
+            match semantic::classify_function(name) {
+                Some(FunctionKind::Aggregate | FunctionKind::Selector) => {}
+                Some(FunctionKind::Transformation) => return not_implemented(format!("{name}()")),
+                _ => return Ok(None),
+            }
+            if let ast::Expr::Call { name, args } = call {
+                if name == "percentile" {
+                    // Nearest rank, as InfluxDB: the value at 1-based rank
+                    // floor(n * p / 100 + 0.5) of the sorted values; none if out of range.
+                    let p = match args[1].unnested() {
+                        ast::Expr::Literal(Literal::Integer(v)) => *v as f64,
+                        ast::Expr::Literal(Literal::Float(v)) => *v,
+                        _ => return plan_err("expected float argument in percentile()"),
+                    };
+                    let v = to_df(&args[0], table, Ctx::Projection)?;
+                    let alias = format!("__agg{}", aggs.len());
+                    let sorted = |e: DfExpr| -> Result<DfExpr> {
+                        agg::array_agg(e)
+                            .order_by(vec![
+                                v.clone().sort(true, false),
+                                ident(TIME).sort(true, false),
+                            ])
+                            .filter(v.clone().is_not_null())
+                            .build()
+                    };
+                    aggs.push(sorted(v.clone())?.alias(&alias));
+                    let n = cast(
+                        datafusion::functions_nested::expr_fn::cardinality(ident(&alias)),
+                        DataType::Float64,
+                    );
+                    let rank = cast(
+                        datafusion::functions::math::expr_fn::floor(n * lit(p / 100.0) + lit(0.5)),
+                        DataType::Int64,
+                    );
+                    if info.single_selector && info.group_by_time.is_none() && fields.len() == 1 {
+                        let times = format!("__agg{}", aggs.len());
+                        aggs.push(sorted(ident(TIME))?.alias(&times));
+                        selector_time = Some(datafusion::functions_nested::expr_fn::array_element(
+                            ident(&times),
+                            rank.clone(),
+                        ));
+                        selector_time_is_post = true;
+                    }
+                    return Ok(Some(datafusion::functions_nested::expr_fn::array_element(
+                        ident(&alias),
+                        rank,
+                    )));
+                }
+            }
+            let (a, t) = aggregate_call(call, table)?;
+            let alias = format!("__agg{}", aggs.len());
+            aggs.push(a.alias(&alias));
+            if info.single_selector && info.group_by_time.is_none() && fields.len() == 1 {
+                selector_time = t;
+            }
+            Ok(Some(ident(alias)))
+        })?;
+        finals.push(out.alias(name));
+    }
+    let time = if info.group_by_time.is_some() {
+        ident(TIME)
+    } else if let Some(t) = selector_time {
+        if selector_time_is_post {
+            t
+        } else {
+            aggs.push(t.alias("__time"));
+            ident("__time")
+        }
+    } else {
+        // As in InfluxDB 1.x: the start of the query's time range, epoch 0 without one.
+        ts(split.range.lower.unwrap_or(0))
+    };
+    aggs.push(agg::count(lit(1)).alias("__rows"));
+    let mut b = b.aggregate(group, aggs)?;
+    // An aggregate over no rows gives no row, unlike SQL's one row of nulls.
+    b = b.filter(ident("__rows").gt(lit(0i64)))?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        time.alias(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.extend(finals);
+    b.project(proj)?.build()
+}
+
+/// The `distinct`/`mode` call when it is the whole projection.
+fn distinct_or_mode(fields: &[(ast::Expr, String)]) -> Option<(&'static str, ast::Expr)> {
+    match fields {
+        [(e, _)] => match e.unnested() {
+            ast::Expr::Distinct(id) => Some(("distinct", ast::Expr::var(id.0.clone()))),
+            ast::Expr::Call { name, args } if name == "distinct" && args.len() == 1 => {
+                Some(("distinct", args[0].clone()))
+            }
+            ast::Expr::Call { name, args } if name == "mode" && args.len() == 1 => {
+                Some(("mode", args[0].clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `distinct(f)`: one row per distinct value; `mode(f)`: the most frequent value (the smallest
+/// among equally frequent ones). Stamped like other aggregates.
+fn plan_distinct_mode(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    name: &str,
+    arg: ast::Expr,
+    out_name: &str,
+) -> Result<LogicalPlan> {
+    let fields = [(arg.clone(), out_name.to_string())];
+    let mut base: Vec<DfExpr> = group_tags
+        .iter()
+        .map(|t| tag_column(table, t).alias(t))
+        .collect();
+    base.push(to_df(&arg, table, Ctx::Projection)?.alias("__v"));
+    base.push(ident(TIME));
+    let mut group: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    group.push(ident("__v"));
+    let mut b = scan_present(table, split, &fields)?
+        .project(base)?
+        .filter(ident("__v").is_not_null())?
+        .aggregate(
+            group,
+            vec![
+                agg::count(lit(1)).alias("__n"),
+                agg::min(ident(TIME)).alias("__first"),
+            ],
+        )?;
+    if name == "mode" {
+        let rn = row_number()
+            .partition_by(group_tags.iter().map(ident).collect())
+            .order_by(vec![
+                ident("__n").sort(false, false),
+                ident("__v").sort(true, false),
+            ])
+            .build()?
+            .alias("__rn");
+        b = b.window(vec![rn])?.filter(ident("__rn").eq(lit(1u64)))?;
+    }
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ts(split.range.lower.unwrap_or(0)).alias(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.push(ident("__v").alias(out_name));
+    proj.push(ident("__first"));
+    b.project(proj)?.build()
+}
+
+/// The `top`/`bottom` call when it is the whole projection.
+fn top_bottom(fields: &[(ast::Expr, String)]) -> Option<(&str, &[ast::Expr])> {
+    match fields {
+        [(e, _)] => match e.unnested() {
+            ast::Expr::Call { name, args } if name == "top" || name == "bottom" => {
+                Some((name.as_str(), args.as_slice()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `top(f[, tag...], N)` / `bottom(...)`: the N largest (smallest) points of each series (and
+/// window), earliest first among equal values, listed in time order with their own times.
+/// With tags, each distinct tag combination contributes only its best point, and the tags
+/// become output columns.
+fn plan_top_bottom(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    name: &str,
+    args: &[ast::Expr],
+    out_name: &str,
+    info: &semantic::SelectInfo,
+) -> Result<LogicalPlan> {
+    let n = match args.last().map(ast::Expr::unnested) {
+        Some(ast::Expr::Literal(Literal::Integer(n))) if *n > 0 => *n as u64,
+        _ => return plan_err(format!("expected integer as last argument in {name}()")),
+    };
+    let descending = name == "top";
+    let tag_args: Vec<String> = args[1..args.len() - 1]
+        .iter()
+        .filter_map(|a| match a.unnested() {
+            ast::Expr::VarRef { name, .. } => Some(name.0.clone()),
+            _ => None,
+        })
+        .collect();
+    let field = &args[0];
+    let fields = [(field.clone(), out_name.to_string())];
+    let b = scan_present(table, split, &fields)?;
+    let mut base = vec![ident(TIME)];
+    base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+    base.push(to_df(field, table, Ctx::Projection)?.alias("__v"));
+    for (i, t) in tag_args.iter().enumerate() {
+        // As an output column a missing tag is null, as in a raw SELECT of the tag.
+        let v = match table.kind(t) {
+            Some(Kind::Tag) => cast(ident(t), DataType::Utf8),
+            _ => lit(ScalarValue::Utf8(None)),
+        };
+        base.push(v.alias(format!("__t{i}")));
+    }
+    let mut partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    if let Some(g) = info.group_by_time {
+        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano::new(0, 0, g.interval),
+        )));
+        base.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias("__window"));
+        partition.push(ident("__window"));
+    }
+    let mut b = b.project(base)?;
+    let order = vec![
+        ident("__v").sort(!descending, false),
+        ident(TIME).sort(true, false),
+    ];
+    let rank = |partition: Vec<DfExpr>, alias: &str| -> Result<DfExpr> {
+        Ok(row_number()
+            .partition_by(partition)
+            .order_by(order.clone())
+            .build()?
+            .alias(alias))
+    };
+    if !tag_args.is_empty() {
+        // The best point of each tag combination first.
+        let mut per_tag = partition.clone();
+        per_tag.extend((0..tag_args.len()).map(|i| ident(format!("__t{i}"))));
+        b = b
+            .window(vec![rank(per_tag, "__rt")?])?
+            .filter(ident("__rt").eq(lit(1u64)))?;
+    }
+    b = b
+        .window(vec![rank(partition, "__rn")?])?
+        .filter(ident("__rn").lt_eq(lit(n)))?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME),
+    ];
+    proj.extend(group_tags.iter().map(ident));
+    proj.push(ident("__v").alias(out_name));
+    for (i, t) in tag_args.iter().enumerate() {
+        proj.push(ident(format!("__t{i}")).alias(t));
+    }
+    b.project(proj)?.build()
+}
+
+fn is_transformation_query(fields: &[(ast::Expr, String)]) -> bool {
+    fields.iter().any(|(e, _)| {
+        matches!(e.unnested(), ast::Expr::Call { name, .. }
+            if semantic::classify_function(name) == Some(FunctionKind::Transformation))
+    })
+}
+
+fn window_of(
+    fun: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>,
+    args: Vec<DfExpr>,
+    partition: &[DfExpr],
+    frame: Option<datafusion::logical_expr::WindowFrame>,
+) -> Result<DfExpr> {
+    let w = DfExpr::from(datafusion::logical_expr::expr::WindowFunction::new(
+        fun, args,
+    ))
+    .partition_by(partition.to_vec())
+    .order_by(vec![ident(TIME).sort(true, false)]);
+    match frame {
+        Some(f) => w.window_frame(f).build(),
+        None => w.build(),
+    }
+}
+
+fn duration_arg(args: &[ast::Expr], i: usize, default: i64) -> i64 {
+    match args.get(i).map(ast::Expr::unnested) {
+        Some(ast::Expr::Literal(Literal::Duration(d))) => *d,
+        _ => default,
+    }
+}
+
+/// Row-to-row transformations over a series' raw points (ordered by time): each output row is
+/// computed from the current and previous points, so the first point (the first N-1 for
+/// `moving_average`) yields no row, and the `non_negative_` variants drop negative results.
+///
+/// With `GROUP BY time()` (`windowed`), the input points are the windows of the inner
+/// aggregate instead: empty windows are skipped under the default fill (the transformation
+/// spans the gap), and take the fill value under `fill(<n>)` / `fill(previous)`.
+fn plan_transformations(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+    windowed: Option<(&semantic::SelectInfo, Option<Fill>)>,
+) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits};
+    let mut calls = Vec::new();
+    for (e, _) in fields {
+        let ast::Expr::Call { name, args } = e.unnested() else {
+            return not_implemented("transformations mixed with other expressions");
+        };
+        if semantic::classify_function(name) != Some(FunctionKind::Transformation) {
+            return not_implemented("transformations mixed with other functions");
+        }
+        calls.push((name.as_str(), args));
+    }
+    let b = match windowed {
+        Some((info, fill)) => {
+            let inner: Vec<(ast::Expr, String)> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, (_, args))| (args[0].clone(), format!("__v{i}")))
+                .collect();
+            let p = plan_aggregate(table, split, group_tags, &inner, info)?;
+            let p = match (info.group_by_time, fill) {
+                (Some(g), Some(f @ (Fill::Value(_) | Fill::Previous))) if !split.empty => {
+                    gap_fill(p, table, group_tags, &inner, g, split, f)?
+                }
+                _ => p,
+            };
+            // Windows without a value (e.g. `mean` over nothing) are not points.
+            let mut present: Option<DfExpr> = None;
+            for (_, name) in &inner {
+                let c = ident(name).is_not_null();
+                present = Some(match present.take() {
+                    Some(p) => p.or(c),
+                    None => c,
+                });
+            }
+            let b = LogicalPlanBuilder::from(p);
+            match present {
+                Some(c) => b.filter(c)?,
+                None => b,
+            }
+        }
+        None => {
+            let mut base = vec![
+                lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+                ident(TIME),
+            ];
+            base.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
+            for (i, (_, args)) in calls.iter().enumerate() {
+                base.push(to_df(&args[0], table, Ctx::Projection)?.alias(format!("__v{i}")));
+            }
+            scan_present(table, split, fields)?.project(base)?
+        }
+    };
+    let partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+    let lag = |e: DfExpr| -> Result<DfExpr> {
+        window_of(
+            datafusion::functions_window::lead_lag::lag_udwf(),
+            vec![e, lit(1i64)],
+            &partition,
+            None,
+        )
+    };
+    // Window outputs get plain names: their generated names depend on column qualification.
+    let mut windows = vec![lag(ident(TIME))?.alias("__prev_time")];
+    let mut per_field = Vec::new();
+    let mut counts: Vec<Option<DfExpr>> = Vec::new();
+    for (i, (name, args)) in calls.iter().enumerate() {
+        let v = ident(format!("__v{i}"));
+        let w = match *name {
+            "difference" | "non_negative_difference" | "derivative" | "non_negative_derivative" => {
+                Some(lag(v)?)
+            }
+            "cumulative_sum" => Some(window_of(
+                datafusion::functions_aggregate::sum::sum_udaf(),
+                vec![v],
+                &partition,
+                Some(WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                    WindowFrameBound::CurrentRow,
+                )),
+            )?),
+            "moving_average" => {
+                let n = match args[1].unnested() {
+                    ast::Expr::Literal(Literal::Integer(n)) => *n as u64,
+                    _ => return plan_err("second argument for moving_average must be an integer"),
+                };
+                let frame = WindowFrame::new_bounds(
+                    WindowFrameUnits::Rows,
+                    WindowFrameBound::Preceding(ScalarValue::UInt64(Some(n - 1))),
+                    WindowFrameBound::CurrentRow,
+                );
+                let count = window_of(
+                    datafusion::functions_aggregate::count::count_udaf(),
+                    vec![v.clone()],
+                    &partition,
+                    Some(frame.clone()),
+                )?;
+                let count = count.alias(format!("__count{i}"));
+                windows.push(count.clone());
+                counts.push(Some(count));
+                Some(window_of(
+                    datafusion::functions_aggregate::average::avg_udaf(),
+                    vec![cast(v, DataType::Float64)],
+                    &partition,
+                    Some(frame),
+                )?)
+            }
+            "elapsed" => None,
+            other => return not_implemented(format!("{other}()")),
+        };
+        if counts.len() <= i {
+            counts.push(None);
+        }
+        let w = w.map(|w| w.alias(format!("__w{i}")));
+        if let Some(w) = &w {
+            windows.push(w.clone());
+        }
+        per_field.push(w);
+    }
+    let name_of = |e: &DfExpr| match e {
+        DfExpr::Alias(a) => ident(a.name.clone()),
+        e => ident(e.schema_name().to_string()),
+    };
+    let prev_time = name_of(&windows[0]);
+    let b = b.window(windows.clone())?;
+    let mut out = vec![ident(MEASUREMENT_COLUMN), ident(TIME)];
+    out.extend(group_tags.iter().map(ident));
+    let mut keep: Option<DfExpr> = None;
+    let mut and_keep = |c: DfExpr| {
+        keep = Some(match keep.take() {
+            Some(k) => k.and(c),
+            None => c,
+        })
+    };
+    let ns = |e: DfExpr| cast(e, DataType::Int64);
+    for (i, ((name, args), w)) in calls.iter().zip(&per_field).enumerate() {
+        let v = ident(format!("__v{i}"));
+        let dt = ns(ident(TIME)) - ns(prev_time.clone());
+        let value = match *name {
+            "difference" | "non_negative_difference" => v - name_of(w.as_ref().expect("lag")),
+            "derivative" | "non_negative_derivative" => {
+                let unit = duration_arg(args, 1, 1_000_000_000);
+                (cast(v, DataType::Float64)
+                    - cast(name_of(w.as_ref().expect("lag")), DataType::Float64))
+                    / (cast(dt, DataType::Float64) / lit(unit as f64))
+            }
+            "elapsed" => dt / lit(duration_arg(args, 1, 1)),
+            "cumulative_sum" => name_of(w.as_ref().expect("sum")),
+            "moving_average" => {
+                let n = match args[1].unnested() {
+                    ast::Expr::Literal(Literal::Integer(n)) => *n,
+                    _ => 2,
+                };
+                // Full windows only: the first N-1 points give no row.
+                let count = name_of(counts[i].as_ref().expect("count window"));
+                and_keep(count.eq(lit(n)));
+                name_of(w.as_ref().expect("avg"))
+            }
+            _ => unreachable!("checked above"),
+        };
+        if !matches!(*name, "cumulative_sum" | "moving_average") {
+            and_keep(prev_time.clone().is_not_null());
+        }
+        if name.starts_with("non_negative_") {
+            and_keep(value.clone().gt_eq(lit(0)));
+        }
+        out.push(value.alias(&fields[i].1));
+    }
+    let b = match keep {
+        Some(k) => b.filter(k)?,
+        None => b,
+    };
+    b.project(out)?.build()
+}
+
+/// Most windows one series may have; more is almost always a missing time bound.
+const MAX_WINDOWS: i64 = 1_000_000;
+
+/// Adds the empty `GROUP BY time()` windows of every series and fills them: windows run from
+/// the lower time bound (or the first window with data) to the upper bound.
+fn gap_fill(
+    aggregated: LogicalPlan,
+    table: &Table,
+    tags: &[String],
+    fields: &[(ast::Expr, String)],
+    g: semantic::GroupByTime,
+    split: &SplitCondition,
+    fill: Fill,
+) -> Result<LogicalPlan> {
+    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, g.interval),
+    )));
+    let upper = g.window_start(split.range.upper.expect("set for GROUP BY time"));
+    let start = match split.range.lower {
+        Some(l) => {
+            let lower = g.window_start(l);
+            if (upper as i128 - lower as i128) / g.interval as i128 > MAX_WINDOWS as i128 {
+                return plan_err(format!(
+                    "too many windows in the GROUP BY time() interval (more than {MAX_WINDOWS}); narrow the time range"
+                ));
+            }
+            LogicalPlanBuilder::empty(true)
+                .project(vec![ts(lower).alias("__lo")])?
+                .build()?
+        }
+        None => LogicalPlanBuilder::from(aggregated.clone())
+            .aggregate(
+                Vec::<DfExpr>::new(),
+                vec![agg::min(ident(TIME)).alias("__lo")],
+            )?
+            .filter(ident("__lo").is_not_null())?
+            .build()?,
+    };
+    let windows = LogicalPlanBuilder::from(start)
+        .project(vec![datafusion::functions_nested::expr_fn::gen_series(
+            ident("__lo"),
+            ts(upper),
+            stride,
+        )
+        .alias("__w")])?
+        .unnest_column("__w")?
+        .project(vec![cast(
+            ident("__w"),
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+        )
+        .alias("__wt")])?
+        .build()?;
+    // Every series (tag set) that has data gets every window.
+    let key_names: Vec<String> = (0..tags.len()).map(|i| format!("__k{i}")).collect();
+    let keys = LogicalPlanBuilder::from(aggregated.clone())
+        .aggregate(
+            tags.iter().map(ident).collect::<Vec<_>>(),
+            vec![agg::count(lit(1)).alias("__n")],
+        )?
+        .project(
+            tags.iter()
+                .zip(&key_names)
+                .map(|(t, k)| ident(t).alias(k))
+                .chain(std::iter::once(lit(1i64).alias("__one"))),
+        )?
+        .build()?;
+    let mut left_keys: Vec<datafusion::common::Column> = key_names
+        .iter()
+        .map(datafusion::common::Column::from_name)
+        .collect();
+    left_keys.push(datafusion::common::Column::from_name("__wt"));
+    let mut right_keys: Vec<datafusion::common::Column> = tags
+        .iter()
+        .map(datafusion::common::Column::from_name)
+        .collect();
+    right_keys.push(datafusion::common::Column::from_name(TIME));
+    let joined = LogicalPlanBuilder::from(keys).cross_join(windows)?.join(
+        aggregated,
+        datafusion::logical_expr::JoinType::Left,
+        (left_keys, right_keys),
+        None,
+    )?;
+    let partition: Vec<DfExpr> = key_names.iter().map(ident).collect();
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident("__wt").alias(TIME),
+    ];
+    proj.extend(tags.iter().zip(&key_names).map(|(t, k)| ident(k).alias(t)));
+    for (e, name) in fields {
+        let v = ident(name);
+        let filled = match fill {
+            // InfluxDB 1.x reports an empty window's count as 0 under the default fill.
+            Fill::Null if matches!(e.unnested(), ast::Expr::Call { name, .. } if name == "count") => {
+                f::coalesce(vec![v, lit(0i64)])
+            }
+            Fill::Null | Fill::None => v,
+            Fill::Value(n) => f::coalesce(vec![
+                v,
+                match n {
+                    Number::Integer(i) => lit(i),
+                    Number::Unsigned(u) => lit(u),
+                    Number::Float(x) => lit(x),
+                },
+            ]),
+            Fill::Previous => datafusion::functions_window::expr_fn::last_value(v)
+                .null_treatment(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
+                .partition_by(partition.clone())
+                .order_by(vec![ident("__wt").sort(true, false)])
+                .build()?,
+            Fill::Linear => return not_implemented("fill(linear)"),
+        };
+        proj.push(filled.alias(name));
+    }
+    let builder = if matches!(fill, Fill::Previous) {
+        // Window expressions must be computed before they can be projected.
+        let exprs: Vec<DfExpr> = proj.iter().skip(2 + tags.len()).cloned().collect();
+        let windowed: Vec<DfExpr> = exprs
+            .iter()
+            .map(|e| match e {
+                DfExpr::Alias(a) => (*a.expr).clone(),
+                e => e.clone(),
+            })
+            .collect();
+        let b = joined.window(windowed.clone())?;
+        let mut p2 = proj[..2 + tags.len()].to_vec();
+        for (w, (_, name)) in windowed.iter().zip(fields) {
+            p2.push(
+                DfExpr::Column(datafusion::common::Column::from_name(
+                    w.schema_name().to_string(),
+                ))
+                .alias(name),
+            );
+        }
+        b.project(p2)?
+    } else {
+        joined.project(proj)?
+    };
+    builder.build()
+}
+
+/// Union needs identical schemas: a column that is null-typed in one measurement (it lacks
+/// the field) takes the type it has elsewhere.
+fn unify_types(plans: Vec<LogicalPlan>) -> Result<Vec<LogicalPlan>> {
+    if plans.len() < 2 {
+        return Ok(plans);
+    }
+    let schemas: Vec<DFSchemaRef> = plans.iter().map(|p| Arc::clone(p.schema())).collect();
+    let n = schemas[0].fields().len();
+    let mut targets = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = schemas
+            .iter()
+            .map(|s| s.field(i).data_type().clone())
+            .find(|t| *t != DataType::Null)
+            .unwrap_or(DataType::Null);
+        targets.push(t);
+    }
+    plans
+        .into_iter()
+        .map(|p| {
+            let schema = Arc::clone(p.schema());
+            let proj: Vec<DfExpr> = schema
+                .fields()
+                .iter()
+                .zip(&targets)
+                .map(|(f, t)| {
+                    let c = col(datafusion::common::Column::from_name(f.name()));
+                    if f.data_type() == t {
+                        c
+                    } else {
+                        cast(c, t.clone()).alias(f.name())
+                    }
+                })
+                .collect();
+            LogicalPlanBuilder::from(p).project(proj)?.build()
+        })
+        .collect()
+}
