@@ -56,13 +56,6 @@ impl From<&KeyRef<'_>> for KeyValue {
     }
 }
 
-impl KeyRef<'_> {
-    #[cfg(test)]
-    pub(crate) fn matches(self, key: &KeyValue) -> bool {
-        hashbrown::Equivalent::equivalent(&self, key)
-    }
-}
-
 /// A cached field (or non-key tag) value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
