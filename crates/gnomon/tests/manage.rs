@@ -209,7 +209,7 @@ fn cpu_lines(t0_s: i64, rounds: i64) -> String {
             };
         for h in 0..7 {
             let region = ["us", "eu", "ap"][h % 3];
-            let load = if (h + round as usize) % 3 == 0 {
+            let load = if (h + round as usize).is_multiple_of(3) {
                 String::new()
             } else {
                 format!(",load={}i", h as i64 * 10 + round)
