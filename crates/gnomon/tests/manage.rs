@@ -591,3 +591,36 @@ fn cli_create_show_delete() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not reach the server"));
 }
+
+#[test]
+fn limits_are_422_with_a_clear_message() {
+    let server = Server::start(&["--num-database-limit", "1", "--num-table-limit", "1"]);
+    let create = |name: &str| post_json(&server, "/api/v3/configure/database", json!({"db": name}));
+    assert_eq!(create("one").status, 200);
+    let over = create("two");
+    assert_eq!(over.status, 422, "{}", over.describe());
+    let message = over.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("Adding a new database would exceed limit of 1 databases"),
+        "{message}"
+    );
+    assert!(message.contains("--num-database-limit"), "{message}");
+
+    let table = |t: &str| {
+        post_json(
+            &server,
+            "/api/v3/configure/table",
+            json!({"db": "one", "table": t, "tags": [], "fields": []}),
+        )
+    };
+    assert_eq!(table("t1").status, 200);
+    let over = table("t2");
+    assert_eq!(over.status, 422, "{}", over.describe());
+    assert!(over.text().contains("--num-table-limit"), "{}", over.text());
+    // Deleting frees room at once.
+    assert_eq!(
+        delete(&server, "/api/v3/configure/table?db=one&table=t1").status,
+        200
+    );
+    assert_eq!(table("t2").status, 200);
+}
