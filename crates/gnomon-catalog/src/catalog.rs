@@ -10,6 +10,12 @@ use parking_lot::RwLock;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cache::{
+    is_distinct_cache_kind, is_last_cache_key_kind, DistinctCacheDefinition, DistinctCacheRequest,
+    LastCacheDefinition, LastCacheRequest, DISTINCT_CACHE_DEFAULT_MAX_AGE_SECONDS,
+    DISTINCT_CACHE_DEFAULT_MAX_CARDINALITY, DISTINCT_CACHE_RESERVED_NAME, LAST_CACHE_DEFAULT_COUNT,
+    LAST_CACHE_DEFAULT_TTL_SECONDS, LAST_CACHE_MAX_COUNT,
+};
 use crate::error::{CatalogError, LimitError};
 use crate::names::{
     deleted_name, system_time_ns, validate_column_name, validate_database_name,
@@ -616,6 +622,244 @@ impl CatalogTransaction<'_> {
         })
     }
 
+    /// A live database and one of its live tables by name, for the configure calls on caches.
+    fn live_table_by_name(
+        &self,
+        db: &str,
+        table: &str,
+    ) -> Result<(DbId, Arc<TableSchema>), CatalogError> {
+        let db_schema = self
+            .state
+            .database(db)
+            .ok_or_else(|| CatalogError::DatabaseNotFound { name: db.into() })?;
+        let table_schema =
+            db_schema
+                .table(table)
+                .cloned()
+                .ok_or_else(|| CatalogError::TableNotFound {
+                    db: db.into(),
+                    table: table.into(),
+                })?;
+        Ok((db_schema.id, table_schema))
+    }
+
+    /// Creates a last-value cache on `db`.`table` with the defaults of API.md §5.10: key
+    /// columns = the series key, value columns = every other column (also later ones),
+    /// `count` 1, `ttl` 4 h, name `<table>_<key>_..._last_cache`.
+    pub fn create_last_cache(
+        &mut self,
+        db: &str,
+        table: &str,
+        request: LastCacheRequest,
+    ) -> Result<Arc<LastCacheDefinition>, CatalogError> {
+        let (db_id, schema) = self.live_table_by_name(db, table)?;
+        let key_columns: Vec<ColumnId> = match &request.key_columns {
+            None => schema.series_key().to_vec(),
+            Some(names) => {
+                let mut ids = Vec::with_capacity(names.len());
+                for name in names {
+                    let col = schema.column(name).ok_or_else(|| {
+                        CatalogError::InvalidConfiguration(format!(
+                            "invalid key column provided: {name}"
+                        ))
+                    })?;
+                    if !is_last_cache_key_kind(col.kind) {
+                        return Err(CatalogError::InvalidCacheColumnType(
+                            "only uint64, int64, bool, tag, and string columns are supported in the last cache",
+                        ));
+                    }
+                    if ids.contains(&col.id) {
+                        return Err(CatalogError::InvalidConfiguration(format!(
+                            "key column provided twice: {name}"
+                        )));
+                    }
+                    ids.push(col.id);
+                }
+                ids
+            }
+        };
+        let value_columns = match &request.value_columns {
+            None => None,
+            Some(names) => {
+                let mut ids = Vec::with_capacity(names.len());
+                for name in names {
+                    let col = schema.column(name).ok_or_else(|| {
+                        CatalogError::InvalidConfiguration(format!(
+                            "invalid value column provided: {name}"
+                        ))
+                    })?;
+                    // `time` is always part of the output; keys are output as keys.
+                    if col.kind != ColumnKind::Time
+                        && !key_columns.contains(&col.id)
+                        && !ids.contains(&col.id)
+                    {
+                        ids.push(col.id);
+                    }
+                }
+                Some(ids)
+            }
+        };
+        let count = request.count.unwrap_or(LAST_CACHE_DEFAULT_COUNT);
+        if !(1..=LAST_CACHE_MAX_COUNT).contains(&count) {
+            return Err(CatalogError::InvalidConfiguration(format!(
+                "last cache count must be between 1 and {LAST_CACHE_MAX_COUNT}, got {count}"
+            )));
+        }
+        let ttl_seconds = request
+            .ttl_seconds
+            .unwrap_or(LAST_CACHE_DEFAULT_TTL_SECONDS);
+        if ttl_seconds == 0 {
+            return Err(CatalogError::InvalidConfiguration(
+                "last cache ttl must be greater than 0 seconds".into(),
+            ));
+        }
+        let name = match request.name {
+            Some(name) => {
+                validate_cache_name(&name)?;
+                name
+            }
+            None => {
+                let keys: Vec<&str> = key_columns
+                    .iter()
+                    .filter_map(|id| schema.column_by_id(*id).map(|c| &*c.name))
+                    .collect();
+                format!("{table}_{}_last_cache", keys.join("_"))
+            }
+        };
+        if schema.last_cache(&name).is_some() {
+            return Err(CatalogError::AlreadyExists { name });
+        }
+        let cache = LastCacheDefinition {
+            id: schema.next_cache_id(),
+            name,
+            key_columns,
+            value_columns,
+            count,
+            ttl_seconds,
+        };
+        self.push(CatalogOp::CreateLastCache {
+            db_id,
+            table_id: schema.id,
+            cache: cache.clone(),
+        })?;
+        Ok(Arc::new(cache))
+    }
+
+    /// Deletes the last cache `name` of `db`.`table`; an unknown cache is "not found".
+    pub fn delete_last_cache(
+        &mut self,
+        db: &str,
+        table: &str,
+        name: &str,
+    ) -> Result<(), CatalogError> {
+        let (db_id, schema) = self.live_table_by_name(db, table)?;
+        let cache_id = schema
+            .last_cache(name)
+            .ok_or_else(|| CatalogError::NotFound { name: name.into() })?
+            .id;
+        self.push(CatalogOp::DeleteLastCache {
+            db_id,
+            table_id: schema.id,
+            cache_id,
+        })
+    }
+
+    /// Creates a distinct-value cache on `db`.`table` with the defaults of API.md §5.8:
+    /// `max_cardinality` 100,000, `max_age` 1 day, name `<table>_<col>_..._distinct_cache`.
+    pub fn create_distinct_cache(
+        &mut self,
+        db: &str,
+        table: &str,
+        request: DistinctCacheRequest,
+    ) -> Result<Arc<DistinctCacheDefinition>, CatalogError> {
+        let (db_id, schema) = self.live_table_by_name(db, table)?;
+        if request.columns.is_empty() {
+            return Err(CatalogError::InvalidConfiguration(
+                "no columns provided when creating distinct cache".into(),
+            ));
+        }
+        let mut columns = Vec::with_capacity(request.columns.len());
+        for name in &request.columns {
+            let col = schema.column(name).ok_or_else(|| {
+                CatalogError::InvalidConfiguration(format!("invalid column provided: {name}"))
+            })?;
+            if !is_distinct_cache_kind(col.kind) {
+                return Err(CatalogError::InvalidCacheColumnType(
+                    "only tag and string columns are supported in the distinct cache",
+                ));
+            }
+            if columns.contains(&col.id) {
+                return Err(CatalogError::InvalidConfiguration(format!(
+                    "column provided twice: {name}"
+                )));
+            }
+            columns.push(col.id);
+        }
+        let max_cardinality = request
+            .max_cardinality
+            .unwrap_or(DISTINCT_CACHE_DEFAULT_MAX_CARDINALITY);
+        if max_cardinality == 0 {
+            return Err(CatalogError::InvalidConfiguration(
+                "max cardinality must be greater than 0".into(),
+            ));
+        }
+        let max_age_seconds = request
+            .max_age_seconds
+            .unwrap_or(DISTINCT_CACHE_DEFAULT_MAX_AGE_SECONDS);
+        if max_age_seconds == 0 {
+            return Err(CatalogError::InvalidConfiguration(
+                "max age must be greater than 0 seconds".into(),
+            ));
+        }
+        let name = match request.name {
+            Some(name) => {
+                validate_cache_name(&name)?;
+                if name == DISTINCT_CACHE_RESERVED_NAME {
+                    return Err(CatalogError::InvalidConfiguration(format!(
+                        "the distinct cache name '{name}' is reserved"
+                    )));
+                }
+                name
+            }
+            None => format!("{table}_{}_distinct_cache", request.columns.join("_")),
+        };
+        if schema.distinct_cache(&name).is_some() {
+            return Err(CatalogError::AlreadyExists { name });
+        }
+        let cache = DistinctCacheDefinition {
+            id: schema.next_cache_id(),
+            name,
+            columns,
+            max_cardinality,
+            max_age_seconds,
+        };
+        self.push(CatalogOp::CreateDistinctCache {
+            db_id,
+            table_id: schema.id,
+            cache: cache.clone(),
+        })?;
+        Ok(Arc::new(cache))
+    }
+
+    /// Deletes the distinct cache `name` of `db`.`table`; an unknown cache is "not found".
+    pub fn delete_distinct_cache(
+        &mut self,
+        db: &str,
+        table: &str,
+        name: &str,
+    ) -> Result<(), CatalogError> {
+        let (db_id, schema) = self.live_table_by_name(db, table)?;
+        let cache_id = schema
+            .distinct_cache(name)
+            .ok_or_else(|| CatalogError::NotFound { name: name.into() })?
+            .id;
+        self.push(CatalogOp::DeleteDistinctCache {
+            db_id,
+            table_id: schema.id,
+            cache_id,
+        })
+    }
+
     /// Persists the pending changes as one checksummed log entry (written with create-only
     /// semantics, never overwriting) and only then publishes the new snapshot. No changes →
     /// no write, and the current snapshot is returned.
@@ -659,6 +903,13 @@ impl CatalogTransaction<'_> {
         }
         Ok(published)
     }
+}
+
+/// Cache names follow the table-name rules (non-empty, no control characters).
+fn validate_cache_name(name: &str) -> Result<(), CatalogError> {
+    validate_table_name(name).map_err(|e| {
+        CatalogError::InvalidConfiguration(format!("invalid cache name {name:?}: {e}"))
+    })
 }
 
 fn check_retention(retention_period_ns: Option<i64>) -> Result<(), CatalogError> {

@@ -130,6 +130,10 @@ pub enum CatalogError {
     #[error("invalid configuration provided: {0}")]
     InvalidConfiguration(String),
 
+    /// A cache column of a type the cache cannot hold; the message is the reference's.
+    #[error("{0}")]
+    InvalidCacheColumnType(&'static str),
+
     #[error(transparent)]
     LimitExceeded(#[from] LimitError),
 
@@ -171,7 +175,8 @@ impl CatalogError {
             | CatalogError::InvalidName(_)
             | CatalogError::ReservedColumn { .. }
             | CatalogError::ColumnTypeConflict { .. }
-            | CatalogError::InvalidConfiguration(_) => StatusClass::BadRequest,
+            | CatalogError::InvalidConfiguration(_)
+            | CatalogError::InvalidCacheColumnType(_) => StatusClass::BadRequest,
             CatalogError::LimitExceeded(_) => StatusClass::Unprocessable,
             CatalogError::CannotDeleteInternal
             | CatalogError::Storage { .. }

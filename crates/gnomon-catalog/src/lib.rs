@@ -8,6 +8,8 @@
 //! - Series keys: a table's tag columns in the order they were first seen.
 //! - Soft deletion: a deleted database or table is renamed `<name>-<YYYYMMDDTHHMMSS>` (UTC),
 //!   keeps its ids, frees its name and stops counting toward the limits at once.
+//! - The definitions of each table's last-value and distinct-value caches (`cache.rs`): their
+//!   columns, limits and defaults. The cached data is the cache crate's.
 //! - The name rules (v3 database names, API.md §2.1; table/column names) and the limits.
 //! - Persistence of all of the above in an object store, and serialising schema changes
 //!   through [`CatalogTransaction`]s.
@@ -58,6 +60,7 @@
 //!
 //! A new catalog gets a fresh uuid; its entry 1 creates `_internal`.
 
+mod cache;
 mod catalog;
 mod error;
 mod names;
@@ -65,6 +68,13 @@ mod ops;
 mod persist;
 mod schema;
 
+pub use cache::{
+    is_distinct_cache_kind, is_last_cache_key_kind, CacheId, DistinctCacheDefinition,
+    DistinctCacheRequest, LastCacheDefinition, LastCacheRequest,
+    DISTINCT_CACHE_DEFAULT_MAX_AGE_SECONDS, DISTINCT_CACHE_DEFAULT_MAX_CARDINALITY,
+    DISTINCT_CACHE_RESERVED_NAME, LAST_CACHE_DEFAULT_COUNT, LAST_CACHE_DEFAULT_TTL_SECONDS,
+    LAST_CACHE_MAX_COUNT,
+};
 pub use catalog::{Catalog, CatalogTransaction, Savepoint};
 pub use error::{CatalogError, LimitError, StatusClass};
 pub use names::{

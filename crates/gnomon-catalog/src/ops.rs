@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{CacheId, DistinctCacheDefinition, LastCacheDefinition};
 use crate::schema::{ColumnId, ColumnKind, DbId, TableId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,5 +54,25 @@ pub(crate) enum CatalogOp {
         db_id: DbId,
         table_id: TableId,
         hard_delete_time_ns: Option<i64>,
+    },
+    CreateLastCache {
+        db_id: DbId,
+        table_id: TableId,
+        cache: LastCacheDefinition,
+    },
+    DeleteLastCache {
+        db_id: DbId,
+        table_id: TableId,
+        cache_id: CacheId,
+    },
+    CreateDistinctCache {
+        db_id: DbId,
+        table_id: TableId,
+        cache: DistinctCacheDefinition,
+    },
+    DeleteDistinctCache {
+        db_id: DbId,
+        table_id: TableId,
+        cache_id: CacheId,
     },
 }

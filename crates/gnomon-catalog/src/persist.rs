@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use tracing::{debug, info};
 use uuid::Uuid;
 
+use crate::cache::{CacheId, DistinctCacheDefinition, LastCacheDefinition};
 use crate::error::CatalogError;
 use crate::ops::CatalogOp;
 use crate::schema::{
@@ -185,6 +186,13 @@ struct TableDto {
     hard_delete_time_ns: Option<i64>,
     next_column_id: ColumnId,
     columns: Vec<ColumnDto>,
+    // Absent in checkpoints written before caches existed.
+    #[serde(default)]
+    next_cache_id: CacheId,
+    #[serde(default)]
+    last_caches: Vec<LastCacheDefinition>,
+    #[serde(default)]
+    distinct_caches: Vec<DistinctCacheDefinition>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -235,6 +243,13 @@ pub(crate) fn encode_checkpoint(state: &CatalogSnapshot) -> Result<Bytes, Catalo
                                     kind: c.kind,
                                 })
                                 .collect(),
+                            next_cache_id: t.next_cache_id(),
+                            last_caches: t.last_caches().iter().map(|c| (**c).clone()).collect(),
+                            distinct_caches: t
+                                .distinct_caches()
+                                .iter()
+                                .map(|c| (**c).clone())
+                                .collect(),
                         })
                         .collect(),
                 }
@@ -282,6 +297,13 @@ fn decode_checkpoint(object: &Path, bytes: &[u8]) -> Result<CatalogSnapshot, Cat
                     .map_err(bad)?;
             }
             table.next_column_id = table.next_column_id.max(t_dto.next_column_id);
+            for c in t_dto.last_caches {
+                table.add_last_cache(c).map_err(bad)?;
+            }
+            for c in t_dto.distinct_caches {
+                table.add_distinct_cache(c).map_err(bad)?;
+            }
+            table.next_cache_id = table.next_cache_id.max(t_dto.next_cache_id);
             db.add_table(table).map_err(bad)?;
         }
         db.next_table_id = db.next_table_id.max(db_dto.next_table_id);

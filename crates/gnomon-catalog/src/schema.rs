@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cache::{CacheId, DistinctCacheDefinition, LastCacheDefinition};
 use crate::names::INTERNAL_DB_NAME;
 use crate::ops::CatalogOp;
 
@@ -182,6 +183,11 @@ pub struct TableSchema {
     field_count: usize,
     pub(crate) next_column_id: ColumnId,
     pub(crate) deletion: Deletion,
+    /// In creation order.
+    pub(crate) last_caches: Vec<Arc<LastCacheDefinition>>,
+    /// In creation order.
+    pub(crate) distinct_caches: Vec<Arc<DistinctCacheDefinition>>,
+    pub(crate) next_cache_id: CacheId,
 }
 
 impl TableSchema {
@@ -196,7 +202,60 @@ impl TableSchema {
             field_count: 0,
             next_column_id: 0,
             deletion: Deletion::default(),
+            last_caches: Vec::new(),
+            distinct_caches: Vec::new(),
+            next_cache_id: 0,
         }
+    }
+
+    /// The table's last-value caches, in creation order.
+    pub fn last_caches(&self) -> &[Arc<LastCacheDefinition>] {
+        &self.last_caches
+    }
+
+    pub fn last_cache(&self, name: &str) -> Option<&Arc<LastCacheDefinition>> {
+        self.last_caches.iter().find(|c| c.name == name)
+    }
+
+    /// The table's distinct-value caches, in creation order.
+    pub fn distinct_caches(&self) -> &[Arc<DistinctCacheDefinition>] {
+        &self.distinct_caches
+    }
+
+    pub fn distinct_cache(&self, name: &str) -> Option<&Arc<DistinctCacheDefinition>> {
+        self.distinct_caches.iter().find(|c| c.name == name)
+    }
+
+    /// The id the next cache of this table will get (ids are never reused).
+    pub fn next_cache_id(&self) -> CacheId {
+        self.next_cache_id
+    }
+
+    pub(crate) fn add_last_cache(&mut self, def: LastCacheDefinition) -> Result<(), String> {
+        self.check_new_cache(def.id, &def.name)?;
+        self.next_cache_id = def.id + 1;
+        self.last_caches.push(Arc::new(def));
+        Ok(())
+    }
+
+    pub(crate) fn add_distinct_cache(
+        &mut self,
+        def: DistinctCacheDefinition,
+    ) -> Result<(), String> {
+        self.check_new_cache(def.id, &def.name)?;
+        self.next_cache_id = def.id + 1;
+        self.distinct_caches.push(Arc::new(def));
+        Ok(())
+    }
+
+    fn check_new_cache(&self, id: CacheId, name: &str) -> Result<(), String> {
+        if id < self.next_cache_id {
+            return Err(format!(
+                "cache id {id} of '{name}' in table '{}' is below the next free id {}",
+                self.name, self.next_cache_id
+            ));
+        }
+        Ok(())
     }
 
     /// All columns in creation order.
@@ -642,6 +701,54 @@ impl CatalogSnapshot {
                     return Err(format!("table '{}' is not deleted", table.name));
                 }
                 table.deletion.hard_delete_time_ns = *hard_delete_time_ns;
+                Ok(())
+            }
+            CatalogOp::CreateLastCache {
+                db_id,
+                table_id,
+                cache,
+            } => self
+                .database_mut(*db_id)?
+                .table_mut(*table_id)?
+                .add_last_cache(cache.clone()),
+            CatalogOp::DeleteLastCache {
+                db_id,
+                table_id,
+                cache_id,
+            } => {
+                let table = self.database_mut(*db_id)?.table_mut(*table_id)?;
+                let before = table.last_caches.len();
+                table.last_caches.retain(|c| c.id != *cache_id);
+                if table.last_caches.len() == before {
+                    return Err(format!(
+                        "last cache id {cache_id} not found in '{}'",
+                        table.name
+                    ));
+                }
+                Ok(())
+            }
+            CatalogOp::CreateDistinctCache {
+                db_id,
+                table_id,
+                cache,
+            } => self
+                .database_mut(*db_id)?
+                .table_mut(*table_id)?
+                .add_distinct_cache(cache.clone()),
+            CatalogOp::DeleteDistinctCache {
+                db_id,
+                table_id,
+                cache_id,
+            } => {
+                let table = self.database_mut(*db_id)?.table_mut(*table_id)?;
+                let before = table.distinct_caches.len();
+                table.distinct_caches.retain(|c| c.id != *cache_id);
+                if table.distinct_caches.len() == before {
+                    return Err(format!(
+                        "distinct cache id {cache_id} not found in '{}'",
+                        table.name
+                    ));
+                }
                 Ok(())
             }
         }

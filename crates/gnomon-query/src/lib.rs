@@ -3,15 +3,19 @@
 //! This crate owns how a database looks to DataFusion — a catalog `public` whose schema `iox`
 //! holds one [`TableProvider`](datafusion::catalog::TableProvider) per table (plus
 //! `information_schema`) — how queries are planned and run, how their errors are classified,
-//! and how result streams are encoded into the wire formats ([`format`]).
+//! and how result streams are encoded into the wire formats ([`format`]). It also owns the
+//! `system` schema ([`system`]: a registry of [`SystemTable`]s) and the SQL face of the caches
+//! (the `last_cache()` and `distinct_cache()` table functions over `gnomon-cache`).
 //!
 //! It must not reach into HTTP (the server maps [`QueryError`] to statuses), nor into how rows
 //! are stored: tables read the write buffer only through
 //! [`Buffer::record_batches`](gnomon_write_buffer::Buffer::record_batches).
 
+mod caches;
 pub mod format;
 pub mod functions;
 mod provider;
+pub mod system;
 mod time_range;
 
 use std::collections::HashMap;
@@ -23,10 +27,12 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
+use gnomon_cache::CacheManager;
 use gnomon_catalog::Catalog;
 use gnomon_write_buffer::Buffer;
 
 pub use provider::{DatabaseCatalog, TableScanProvider};
+pub use system::{SystemContext, SystemTable};
 
 /// The DataFusion catalog name every database is exposed under.
 pub const CATALOG_NAME: &str = "public";
@@ -94,9 +100,24 @@ pub struct QueryEngine {
     buffer: Arc<Buffer>,
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
+    caches: Option<Arc<CacheManager>>,
+    system_tables: Vec<Arc<dyn SystemTable>>,
 }
 
 impl QueryEngine {
+    /// Serves `last_cache()` and `distinct_cache()` from `caches`.
+    pub fn with_caches(mut self, caches: Arc<CacheManager>) -> Self {
+        self.caches = Some(caches);
+        self
+    }
+
+    /// Adds a table to the `system` schema (replacing a table of the same name).
+    pub fn with_system_table(mut self, table: Arc<dyn SystemTable>) -> Self {
+        self.system_tables.retain(|t| t.name() != table.name());
+        self.system_tables.push(table);
+        self
+    }
+
     pub fn new(
         catalog: Arc<Catalog>,
         buffer: Arc<Buffer>,
@@ -111,6 +132,8 @@ impl QueryEngine {
             buffer,
             runtime,
             config,
+            caches: None,
+            system_tables: system::builtin_tables(),
         })
     }
 
@@ -135,9 +158,35 @@ impl QueryEngine {
         .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
+        let system = system::SystemSchemaProvider::new(
+            &self.system_tables,
+            SystemContext {
+                snapshot: Arc::clone(&snapshot),
+                database: Arc::clone(&database),
+            },
+        );
+        if let Some(caches) = &self.caches {
+            ctx.register_udtf(
+                caches::LAST_CACHE_FUNCTION,
+                Arc::new(caches::LastCacheFunction {
+                    database: Arc::clone(&database),
+                    caches: Arc::clone(caches),
+                }),
+            );
+            ctx.register_udtf(
+                caches::DISTINCT_CACHE_FUNCTION,
+                Arc::new(caches::DistinctCacheFunction {
+                    database: Arc::clone(&database),
+                    caches: Arc::clone(caches),
+                }),
+            );
+        }
         ctx.register_catalog(
             CATALOG_NAME,
-            Arc::new(DatabaseCatalog::new(database, Arc::clone(&self.buffer))),
+            Arc::new(
+                DatabaseCatalog::new(database, Arc::clone(&self.buffer))
+                    .with_system_schema(Arc::new(system)),
+            ),
         );
         Ok(ctx)
     }

@@ -14,19 +14,28 @@ use datafusion::physical_plan::ExecutionPlan;
 use gnomon_catalog::{DatabaseSchema, TableSchema};
 use gnomon_write_buffer::{arrow_schema, Buffer};
 
+use crate::system::SYSTEM_SCHEMA;
 use crate::time_range::TimeRange;
 use crate::TABLE_SCHEMA;
 
 /// The catalog of one database, as of the catalog snapshot the query started with.
 pub struct DatabaseCatalog {
     tables: Arc<TableSchemaProvider>,
+    system: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl DatabaseCatalog {
     pub fn new(database: Arc<DatabaseSchema>, buffer: Arc<Buffer>) -> Self {
         Self {
             tables: Arc::new(TableSchemaProvider { database, buffer }),
+            system: None,
         }
+    }
+
+    /// Adds the `system` schema.
+    pub fn with_system_schema(mut self, system: Arc<dyn SchemaProvider>) -> Self {
+        self.system = Some(system);
+        self
     }
 }
 
@@ -40,11 +49,19 @@ impl fmt::Debug for DatabaseCatalog {
 
 impl CatalogProvider for DatabaseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![TABLE_SCHEMA.to_string()]
+        let mut names = vec![TABLE_SCHEMA.to_string()];
+        if self.system.is_some() {
+            names.push(SYSTEM_SCHEMA.to_string());
+        }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == TABLE_SCHEMA).then(|| Arc::clone(&self.tables) as Arc<dyn SchemaProvider>)
+        match name {
+            TABLE_SCHEMA => Some(Arc::clone(&self.tables) as Arc<dyn SchemaProvider>),
+            SYSTEM_SCHEMA => self.system.clone(),
+            _ => None,
+        }
     }
 }
 

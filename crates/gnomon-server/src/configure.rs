@@ -1,4 +1,8 @@
-//! `/api/v3/configure/database`: list (GET) and soft delete (DELETE).
+//! `/api/v3/configure/*`: databases (list, create, soft delete), tables (create, soft
+//! delete) and the last-value and distinct-value caches (create, delete).
+//!
+//! Catalog changes are committed here; the cache crate notices new or removed cache
+//! definitions through the catalog, so these handlers never touch cached data.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -6,13 +10,19 @@ use std::time::SystemTime;
 use arrow::array::{ArrayRef, BooleanArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gnomon_catalog::{CatalogError, StatusClass};
+use gnomon_catalog::{
+    CatalogError, DistinctCacheDefinition, DistinctCacheRequest, FieldType, LastCacheDefinition,
+    LastCacheRequest, StatusClass, TableSchema,
+};
 use gnomon_query::format::{encode_all, Format};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::body::read_body;
 use crate::error::HttpError;
 use crate::AppState;
 
@@ -26,6 +36,7 @@ struct ListParams {
 #[derive(Debug, Deserialize)]
 struct DeleteParams {
     db: String,
+    hard_delete_at: Option<String>,
 }
 
 fn serde_error(e: impl std::fmt::Display) -> HttpError {
@@ -95,9 +106,405 @@ pub async fn delete_database(
 ) -> Result<Response, HttpError> {
     let params: DeleteParams =
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
+    let now = SystemTime::now();
+    let hard_delete = hard_delete_time(params.hard_delete_at.as_deref(), now)?;
     let catalog = state.write_buffer.catalog();
     let mut txn = catalog.begin().await;
-    txn.soft_delete_database(&params.db, SystemTime::now())
+    txn.soft_delete_database_with_hard_delete(&params.db, now, hard_delete)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// How long after a soft delete the data is scheduled for removal by default (the
+/// reference's `--hard-delete-default-duration`).
+const HARD_DELETE_DEFAULT: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// `hard_delete_at`: `never`, `now`, `default` (absent) or an RFC 3339 timestamp (a past one
+/// means now). `None` = never.
+fn hard_delete_time(param: Option<&str>, now: SystemTime) -> Result<Option<i64>, HttpError> {
+    let ns = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    };
+    Ok(match param.unwrap_or("default") {
+        "never" => None,
+        "now" => Some(ns(now)),
+        "default" => Some(ns(now + HARD_DELETE_DEFAULT)),
+        other => {
+            let at = humantime::parse_rfc3339_weak(other).map_err(|e| {
+                HttpError::plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("Cannot parse the timestamp: {e}"),
+                )
+            })?;
+            Some(ns(at.max(now)))
+        }
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> HttpError {
+    HttpError::plain(StatusCode::BAD_REQUEST, message)
+}
+
+/// True for `application/json` and `application/*+json`, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// A JSON request body: 415 without a JSON content type, 400 `serde json error` when it does
+/// not parse (API.md §0.4).
+async fn json_body<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, HttpError> {
+    if !is_json(headers) {
+        return Err(HttpError::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unacceptable content-type, expected: application/json",
+        ));
+    }
+    let bytes = read_body(headers, body, state.config.max_request_size).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("serde json error: {e}")))
+}
+
+/// Parameters of a DELETE that accepts them in the query string or, when there is none, in
+/// a JSON body (API.md §5.9).
+async fn query_or_json<T: DeserializeOwned>(
+    state: &AppState,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, HttpError> {
+    match query.filter(|q| !q.is_empty()) {
+        Some(q) => serde_urlencoded::from_str(&q).map_err(serde_error),
+        None => json_body(state, headers, body).await,
+    }
+}
+
+/// A duration given as whole seconds or as a humantime string (`"4h"`, `"1d"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(u64),
+    Text(String),
+}
+
+impl Seconds {
+    fn seconds(&self, what: &str) -> Result<u64, HttpError> {
+        match self {
+            Seconds::Number(n) => Ok(*n),
+            Seconds::Text(t) => humantime::parse_duration(t)
+                .map(|d| d.as_secs())
+                .map_err(|e| bad_request(format!("serde json error: invalid {what} {t:?}: {e}"))),
+        }
+    }
+}
+
+fn nanos_of(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateDatabase {
+    db: String,
+    retention_period: Option<String>,
+}
+
+pub async fn create_database(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let request: CreateDatabase = json_body(&state, &headers, body).await?;
+    let retention = match request.retention_period.as_deref() {
+        None => None,
+        Some(text) => Some(nanos_of(humantime::parse_duration(text).map_err(|e| {
+            bad_request(format!(
+                "serde json error: invalid retention_period {text:?}: {e}"
+            ))
+        })?)),
+    };
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    txn.create_database(&request.db, retention)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Field types of `POST /api/v3/configure/table`, spelled as the reference spells them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FieldTypeParam {
+    Utf8,
+    Int64,
+    Uint64,
+    Float64,
+    Bool,
+}
+
+impl From<FieldTypeParam> for FieldType {
+    fn from(t: FieldTypeParam) -> Self {
+        match t {
+            FieldTypeParam::Utf8 => FieldType::String,
+            FieldTypeParam::Int64 => FieldType::Integer,
+            FieldTypeParam::Uint64 => FieldType::UInteger,
+            FieldTypeParam::Float64 => FieldType::Float,
+            FieldTypeParam::Bool => FieldType::Boolean,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FieldParam {
+    name: String,
+    #[serde(rename = "type")]
+    ty: FieldTypeParam,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateTable {
+    db: String,
+    table: String,
+    tags: Vec<String>,
+    fields: Vec<FieldParam>,
+}
+
+pub async fn create_table(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let request: CreateTable = json_body(&state, &headers, body).await?;
+    let tags: Vec<&str> = request.tags.iter().map(String::as_str).collect();
+    let fields: Vec<(&str, FieldType)> = request
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.ty.into()))
+        .collect();
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    let db = txn.database_or_create(&request.db).map_err(catalog_error)?;
+    txn.create_table(db, &request.table, &tags, &fields)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteTable {
+    db: String,
+    table: String,
+    hard_delete_at: Option<String>,
+}
+
+pub async fn delete_table(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let params: DeleteTable =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
+    let now = SystemTime::now();
+    let hard_delete = hard_delete_time(params.hard_delete_at.as_deref(), now)?;
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    let db = txn
+        .state()
+        .database(&params.db)
+        .map(|d| d.id)
+        .ok_or_else(|| {
+            catalog_error(CatalogError::DatabaseNotFound {
+                name: params.db.clone(),
+            })
+        })?;
+    txn.soft_delete_table_with_hard_delete(db, &params.table, now, hard_delete)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateLastCache {
+    db: String,
+    table: String,
+    name: Option<String>,
+    key_columns: Option<Vec<String>>,
+    value_columns: Option<Vec<String>>,
+    count: Option<usize>,
+    ttl: Option<Seconds>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CacheParams {
+    db: String,
+    table: String,
+    name: String,
+}
+
+fn column_names(table: &TableSchema, ids: &[u32]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            table
+                .column_by_id(*id)
+                .map_or_else(|| format!("<column {id}>"), |c| c.name.to_string())
+        })
+        .collect()
+}
+
+/// The 201 answer to a cache creation: the new definition, with column names.
+fn created(value: serde_json::Value) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn last_cache_json(db: &str, table: &TableSchema, def: &LastCacheDefinition) -> serde_json::Value {
+    serde_json::json!({
+        "db": db,
+        "table": &*table.name,
+        "table_id": table.id,
+        "id": def.id,
+        "name": def.name,
+        "key_columns": column_names(table, &def.key_columns),
+        "value_columns": def.value_columns.as_ref().map(|v| column_names(table, v)),
+        "count": def.count,
+        "ttl": def.ttl_seconds,
+    })
+}
+
+fn distinct_cache_json(
+    db: &str,
+    table: &TableSchema,
+    def: &DistinctCacheDefinition,
+) -> serde_json::Value {
+    serde_json::json!({
+        "db": db,
+        "table": &*table.name,
+        "table_id": table.id,
+        "id": def.id,
+        "name": def.name,
+        "columns": column_names(table, &def.columns),
+        "max_cardinality": def.max_cardinality,
+        "max_age": def.max_age_seconds,
+    })
+}
+
+pub async fn create_last_cache(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let request: CreateLastCache = json_body(&state, &headers, body).await?;
+    let ttl_seconds = request.ttl.as_ref().map(|t| t.seconds("ttl")).transpose()?;
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    let def = txn
+        .create_last_cache(
+            &request.db,
+            &request.table,
+            LastCacheRequest {
+                name: request.name,
+                key_columns: request.key_columns,
+                value_columns: request.value_columns,
+                count: request.count,
+                ttl_seconds,
+            },
+        )
+        .map_err(catalog_error)?;
+    let snapshot = txn.commit().await.map_err(catalog_error)?;
+    let table = snapshot
+        .database(&request.db)
+        .and_then(|d| d.table(&request.table))
+        .ok_or_else(|| HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, "table vanished"))?;
+    Ok(created(last_cache_json(&request.db, table, &def)))
+}
+
+pub async fn delete_last_cache(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let params: CacheParams = query_or_json(&state, query, &headers, body).await?;
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    txn.delete_last_cache(&params.db, &params.table, &params.name)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateDistinctCache {
+    db: String,
+    table: String,
+    name: Option<String>,
+    columns: Vec<String>,
+    max_cardinality: Option<u64>,
+    max_age: Option<Seconds>,
+}
+
+pub async fn create_distinct_cache(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let request: CreateDistinctCache = json_body(&state, &headers, body).await?;
+    let max_age_seconds = request
+        .max_age
+        .as_ref()
+        .map(|t| t.seconds("max_age"))
+        .transpose()?;
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    let def = txn
+        .create_distinct_cache(
+            &request.db,
+            &request.table,
+            DistinctCacheRequest {
+                name: request.name,
+                columns: request.columns,
+                max_cardinality: request.max_cardinality,
+                max_age_seconds,
+            },
+        )
+        .map_err(catalog_error)?;
+    let snapshot = txn.commit().await.map_err(catalog_error)?;
+    let table = snapshot
+        .database(&request.db)
+        .and_then(|d| d.table(&request.table))
+        .ok_or_else(|| HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, "table vanished"))?;
+    Ok(created(distinct_cache_json(&request.db, table, &def)))
+}
+
+pub async fn delete_distinct_cache(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let params: CacheParams = query_or_json(&state, query, &headers, body).await?;
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    txn.delete_distinct_cache(&params.db, &params.table, &params.name)
         .map_err(catalog_error)?;
     txn.commit().await.map_err(catalog_error)?;
     Ok(StatusCode::OK.into_response())

@@ -90,6 +90,9 @@ const ROUTES: &[&str] = &[
     "/api/v3/query_influxql",
     "/query",
     "/api/v3/configure/database",
+    "/api/v3/configure/table",
+    "/api/v3/configure/last_cache",
+    "/api/v3/configure/distinct_cache",
 ];
 
 /// The HTTP router with all middleware.
@@ -116,7 +119,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/v3/configure/database",
-            get(configure::list_databases).delete(configure::delete_database),
+            get(configure::list_databases)
+                .post(configure::create_database)
+                .delete(configure::delete_database),
+        )
+        .route(
+            "/api/v3/configure/table",
+            post(configure::create_table).delete(configure::delete_table),
+        )
+        .route(
+            "/api/v3/configure/last_cache",
+            post(configure::create_last_cache).delete(configure::delete_last_cache),
+        )
+        .route(
+            "/api/v3/configure/distinct_cache",
+            post(configure::create_distinct_cache).delete(configure::delete_distinct_cache),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -58,13 +58,27 @@ pub struct WriteMetrics {
     pub bytes_written: AtomicU64,
 }
 
-/// Applies durable WAL entries to the buffer.
-struct BufferSink(Arc<Buffer>);
+/// Something that must see every durable batch (e.g. the last-value and distinct-value
+/// caches): called by the WAL flusher right after the buffer applied the batch, in sequence
+/// order, also for the entries replayed at start-up. It runs on the write path, so it must be
+/// quick and must not block on I/O.
+pub trait BatchObserver: Send + Sync + 'static {
+    fn observe(&self, batch: &WriteBatch);
+}
+
+/// Applies durable WAL entries to the buffer, then shows them to the observers.
+struct BufferSink {
+    buffer: Arc<Buffer>,
+    observers: Vec<Arc<dyn BatchObserver>>,
+}
 
 impl WalSink<WriteBatch> for BufferSink {
     fn apply(&self, entries: &[WalEntry<WriteBatch>]) {
         for entry in entries {
-            self.0.apply(&entry.payload);
+            self.buffer.apply(&entry.payload);
+            for observer in &self.observers {
+                observer.observe(&entry.payload);
+            }
         }
     }
 }
@@ -91,8 +105,29 @@ impl WriteBuffer {
         wal_config: WalConfig,
         chunk_duration_ns: i64,
     ) -> Result<(Self, ReplayReport), WriteBufferError> {
+        Self::open_with_observers(
+            catalog,
+            wal_backend,
+            wal_config,
+            chunk_duration_ns,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// [`WriteBuffer::open`], with `observers` seeing every batch from the replay on.
+    pub async fn open_with_observers(
+        catalog: Arc<Catalog>,
+        wal_backend: WalBackend,
+        wal_config: WalConfig,
+        chunk_duration_ns: i64,
+        observers: Vec<Arc<dyn BatchObserver>>,
+    ) -> Result<(Self, ReplayReport), WriteBufferError> {
         let buffer = Arc::new(Buffer::new(chunk_duration_ns));
-        let sink = Arc::new(BufferSink(Arc::clone(&buffer)));
+        let sink = Arc::new(BufferSink {
+            buffer: Arc::clone(&buffer),
+            observers,
+        });
         let (wal, report) = Wal::open(wal_backend, wal_config, sink).await?;
         Ok((
             Self {

@@ -5,6 +5,7 @@
 //! flushes the WAL before exiting. This crate owns flags, environment variables, logging
 //! set-up and the order of start-up and shutdown; everything else lives in the library crates.
 
+mod cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,11 +30,29 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Box<serve::ServeArgs>),
+    /// Create a database, table, last_cache or distinct_cache on a running server.
+    Create(cli::manage::CreateArgs),
+    /// Delete a database, table, last_cache or distinct_cache on a running server.
+    Delete(cli::manage::DeleteArgs),
+    /// Show databases, tables, last_caches or distinct_caches of a running server.
+    Show(cli::manage::ShowArgs),
+}
+
+/// Prints a client command's failure on stderr and exits with status 1.
+fn exit_on_error(result: Result<(), cli::client::CliError>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Create(args) => exit_on_error(cli::manage::run(cli::manage::create(args))),
+        Command::Delete(args) => exit_on_error(cli::manage::run(cli::manage::delete(args))),
+        Command::Show(args) => exit_on_error(cli::manage::run(cli::manage::show(args))),
     }
 }

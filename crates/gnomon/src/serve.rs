@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use gnomon_cache::{CacheManager, CacheObserver};
 use gnomon_catalog::{Catalog, Limits};
 use gnomon_query::{QueryConfig, QueryEngine};
 use gnomon_server::{AppState, HttpConfig};
@@ -102,6 +103,14 @@ pub struct ServeArgs {
     /// Memory one query may use, in bytes or as a percentage of RAM (`20%`).
     #[arg(long, env = "GNOMON_EXEC_MEM_POOL_BYTES", default_value = "20%")]
     exec_mem_pool_bytes: String,
+
+    /// How often expired rows are removed from the last-value caches.
+    #[arg(long, env = "GNOMON_LAST_CACHE_EVICTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    last_cache_eviction_interval: Duration,
+
+    /// How often expired and excess values are removed from the distinct-value caches.
+    #[arg(long, env = "GNOMON_DISTINCT_CACHE_EVICTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    distinct_cache_eviction_interval: Duration,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `gnomon_wal=debug`).
     #[arg(long, env = "GNOMON_LOG_FILTER", default_value = "info")]
@@ -202,14 +211,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fail_on_corruption: args.wal_replay_fail_on_error,
         ..WalConfig::default()
     };
-    let (write_buffer, report) = WriteBuffer::open(
+    // Installed before the WAL replay so that the caches are rebuilt from the replayed data.
+    let caches = CacheManager::new(Arc::clone(&catalog));
+    let (write_buffer, report) = WriteBuffer::open_with_observers(
         Arc::clone(&catalog),
         wal_backend,
         wal_config,
         args.gen1_duration.as_nanos() as i64,
+        vec![Arc::new(CacheObserver(Arc::clone(&caches)))],
     )
     .await
     .context("opening the WAL")?;
+    caches.spawn_eviction(
+        args.last_cache_eviction_interval,
+        args.distinct_cache_eviction_interval,
+    );
     tracing::info!(?report, "WAL replayed");
     let write_buffer = Arc::new(write_buffer);
     let query = QueryEngine::new(
@@ -220,7 +236,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--exec-mem-pool-bytes")?,
             ..QueryConfig::default()
         },
-    )?;
+    )?
+    .with_caches(caches);
     let state = AppState::new(
         Arc::clone(&write_buffer),
         Arc::new(query),

@@ -1,0 +1,452 @@
+//! The `system` schema: read-only tables describing the server, one [`SystemTable`] each.
+//!
+//! Tables are registered on the [`QueryEngine`](crate::QueryEngine) (the built-ins by
+//! default, others with `QueryEngine::with_system_table`), so a crate that owns some state
+//! (a query log, persisted files) can expose it without this module knowing about it. Each
+//! query builds its tables' rows at scan time from a [`SystemContext`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int64Builder, ListBuilder, StringBuilder, TimestampSecondBuilder,
+    UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use gnomon_catalog::{CatalogSnapshot, ColumnKind, DatabaseSchema, TableSchema};
+
+/// The schema name.
+pub const SYSTEM_SCHEMA: &str = "system";
+
+/// What a system table can look at when a query scans it.
+#[derive(Debug, Clone)]
+pub struct SystemContext {
+    /// The catalog as of the query's start.
+    pub snapshot: Arc<CatalogSnapshot>,
+    /// The database the query runs in.
+    pub database: Arc<DatabaseSchema>,
+}
+
+/// One table of the `system` schema.
+pub trait SystemTable: Send + Sync + fmt::Debug {
+    fn name(&self) -> &str;
+
+    /// Server-wide tables are only visible in `_internal` (SERVER.md §5).
+    fn internal_only(&self) -> bool {
+        false
+    }
+
+    fn schema(&self) -> SchemaRef;
+
+    /// The rows, in [`SystemTable::schema`]. Filters are applied by the engine afterwards.
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch>;
+}
+
+/// The built-in tables.
+pub fn builtin_tables() -> Vec<Arc<dyn SystemTable>> {
+    vec![
+        Arc::new(LastCaches),
+        Arc::new(DistinctCaches),
+        Arc::new(InfluxdbSchema),
+        Arc::new(Databases),
+        Arc::new(Tables),
+    ]
+}
+
+pub(crate) struct SystemSchemaProvider {
+    tables: Vec<Arc<dyn SystemTable>>,
+    ctx: SystemContext,
+}
+
+impl SystemSchemaProvider {
+    pub(crate) fn new(all: &[Arc<dyn SystemTable>], ctx: SystemContext) -> Self {
+        let internal = ctx.database.is_internal();
+        Self {
+            tables: all
+                .iter()
+                .filter(|t| internal || !t.internal_only())
+                .cloned()
+                .collect(),
+            ctx,
+        }
+    }
+}
+
+impl fmt::Debug for SystemSchemaProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemSchemaProvider")
+            .field("tables", &self.table_names())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.iter().map(|t| t.name().to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.tables.iter().find(|t| t.name() == name).map(|t| {
+            Arc::new(SystemTableProvider {
+                table: Arc::clone(t),
+                ctx: self.ctx.clone(),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.iter().any(|t| t.name() == name)
+    }
+}
+
+#[derive(Debug)]
+struct SystemTableProvider {
+    table: Arc<dyn SystemTable>,
+    ctx: SystemContext,
+}
+
+#[async_trait]
+impl TableProvider for SystemTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.table.rows(&self.ctx)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.table.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, columns).map_err(DataFusionError::from)
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn names_of(table: &TableSchema, ids: &[u32]) -> Vec<String> {
+    ids.iter()
+        .filter_map(|id| table.column_by_id(*id).map(|c| c.name.to_string()))
+        .collect()
+}
+
+/// `system.last_caches`: the last-value caches of the database.
+#[derive(Debug)]
+struct LastCaches;
+
+impl SystemTable for LastCaches {
+    fn name(&self) -> &str {
+        "last_caches"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("key_column_ids", list_of(DataType::UInt32), false),
+            Field::new("key_column_names", list_of(DataType::Utf8), false),
+            Field::new("value_column_ids", list_of(DataType::UInt32), true),
+            Field::new("value_column_names", list_of(DataType::Utf8), true),
+            Field::new("count", DataType::UInt64, false),
+            Field::new("ttl", DataType::UInt64, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut table_col = StringBuilder::new();
+        let mut name = StringBuilder::new();
+        let mut key_ids = ListBuilder::new(UInt32Builder::new());
+        let mut key_names = ListBuilder::new(StringBuilder::new());
+        let mut value_ids = ListBuilder::new(UInt32Builder::new());
+        let mut value_names = ListBuilder::new(StringBuilder::new());
+        let mut count = UInt64Builder::new();
+        let mut ttl = UInt64Builder::new();
+        for table in ctx.database.tables() {
+            for def in table.last_caches() {
+                table_col.append_value(&*table.name);
+                name.append_value(&def.name);
+                key_ids.values().append_slice(&def.key_columns);
+                key_ids.append(true);
+                for n in names_of(table, &def.key_columns) {
+                    key_names.values().append_value(n);
+                }
+                key_names.append(true);
+                match &def.value_columns {
+                    Some(ids) => {
+                        value_ids.values().append_slice(ids);
+                        value_ids.append(true);
+                        for n in names_of(table, ids) {
+                            value_names.values().append_value(n);
+                        }
+                        value_names.append(true);
+                    }
+                    None => {
+                        value_ids.append_null();
+                        value_names.append_null();
+                    }
+                }
+                count.append_value(def.count as u64);
+                ttl.append_value(def.ttl_seconds);
+            }
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(table_col.finish()),
+                Arc::new(name.finish()),
+                Arc::new(key_ids.finish()),
+                Arc::new(key_names.finish()),
+                Arc::new(value_ids.finish()),
+                Arc::new(value_names.finish()),
+                Arc::new(count.finish()),
+                Arc::new(ttl.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.distinct_caches`: the distinct-value caches of the database.
+#[derive(Debug)]
+struct DistinctCaches;
+
+impl SystemTable for DistinctCaches {
+    fn name(&self) -> &str {
+        "distinct_caches"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("column_ids", list_of(DataType::UInt32), false),
+            Field::new("column_names", list_of(DataType::Utf8), false),
+            Field::new("max_cardinality", DataType::UInt64, false),
+            Field::new("max_age_seconds", DataType::UInt64, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut table_col = StringBuilder::new();
+        let mut name = StringBuilder::new();
+        let mut ids = ListBuilder::new(UInt32Builder::new());
+        let mut names = ListBuilder::new(StringBuilder::new());
+        let mut max_cardinality = UInt64Builder::new();
+        let mut max_age = UInt64Builder::new();
+        for table in ctx.database.tables() {
+            for def in table.distinct_caches() {
+                table_col.append_value(&*table.name);
+                name.append_value(&def.name);
+                ids.values().append_slice(&def.columns);
+                ids.append(true);
+                for n in names_of(table, &def.columns) {
+                    names.values().append_value(n);
+                }
+                names.append(true);
+                max_cardinality.append_value(def.max_cardinality);
+                max_age.append_value(def.max_age_seconds);
+            }
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(table_col.finish()),
+                Arc::new(name.finish()),
+                Arc::new(ids.finish()),
+                Arc::new(names.finish()),
+                Arc::new(max_cardinality.finish()),
+                Arc::new(max_age.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.influxdb_schema`: every column of every table, with its InfluxDB kind.
+#[derive(Debug)]
+struct InfluxdbSchema;
+
+impl SystemTable for InfluxdbSchema {
+    fn name(&self) -> &str {
+        "influxdb_schema"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("measurement", DataType::Utf8, false),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("data_type", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut measurement = StringBuilder::new();
+        let mut key = StringBuilder::new();
+        let mut data_type = StringBuilder::new();
+        for table in ctx.database.tables() {
+            let mut columns: Vec<_> = table.columns().iter().collect();
+            columns.sort_by(|a, b| a.name.cmp(&b.name));
+            for c in columns {
+                measurement.append_value(&*table.name);
+                key.append_value(&*c.name);
+                data_type.append_value(match c.kind {
+                    ColumnKind::Time => "time",
+                    ColumnKind::Tag => "tag",
+                    ColumnKind::Field(t) => match t {
+                        gnomon_catalog::FieldType::Float => "float",
+                        gnomon_catalog::FieldType::Integer => "integer",
+                        gnomon_catalog::FieldType::UInteger => "uinteger",
+                        gnomon_catalog::FieldType::String => "string",
+                        gnomon_catalog::FieldType::Boolean => "boolean",
+                    },
+                });
+            }
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(measurement.finish()),
+                Arc::new(key.finish()),
+                Arc::new(data_type.finish()),
+            ],
+        )
+    }
+}
+
+fn hard_deletion_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
+}
+
+/// `system.databases` (`_internal` only): every database, soft-deleted ones included.
+#[derive(Debug)]
+struct Databases;
+
+impl SystemTable for Databases {
+    fn name(&self) -> &str {
+        "databases"
+    }
+
+    fn internal_only(&self) -> bool {
+        true
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("database_name", DataType::Utf8, false),
+            Field::new("retention_period_ns", DataType::Int64, true),
+            Field::new("deleted", DataType::Boolean, false),
+            Field::new("hard_deletion_time", hard_deletion_type(), true),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut name = StringBuilder::new();
+        let mut retention = Int64Builder::new();
+        let mut deleted = BooleanBuilder::new();
+        let mut hard = TimestampSecondBuilder::new().with_timezone("UTC");
+        for db in ctx.snapshot.databases() {
+            name.append_value(&*db.name);
+            retention.append_option(db.retention_period_ns());
+            deleted.append_value(db.deleted());
+            hard.append_option(db.hard_delete_time_ns().map(|ns| ns / 1_000_000_000));
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(name.finish()),
+                Arc::new(retention.finish()),
+                Arc::new(deleted.finish()),
+                Arc::new(hard.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.tables` (`_internal` only): every table of every database.
+#[derive(Debug)]
+struct Tables;
+
+impl SystemTable for Tables {
+    fn name(&self) -> &str {
+        "tables"
+    }
+
+    fn internal_only(&self) -> bool {
+        true
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("database_name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("column_count", DataType::UInt64, false),
+            Field::new("series_key_columns", list_of(DataType::Utf8), false),
+            Field::new("last_cache_count", DataType::UInt64, false),
+            Field::new("distinct_cache_count", DataType::UInt64, false),
+            Field::new("deleted", DataType::Boolean, false),
+            Field::new("hard_deletion_time", hard_deletion_type(), true),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut db_name = StringBuilder::new();
+        let mut table_name = StringBuilder::new();
+        let mut column_count = UInt64Builder::new();
+        let mut series_key = ListBuilder::new(StringBuilder::new());
+        let mut last = UInt64Builder::new();
+        let mut distinct = UInt64Builder::new();
+        let mut deleted = BooleanBuilder::new();
+        let mut hard = TimestampSecondBuilder::new().with_timezone("UTC");
+        for db in ctx.snapshot.databases() {
+            for table in db.all_tables() {
+                db_name.append_value(&*db.name);
+                table_name.append_value(&*table.name);
+                column_count.append_value(table.columns().len() as u64);
+                for n in names_of(table, table.series_key()) {
+                    series_key.values().append_value(n);
+                }
+                series_key.append(true);
+                last.append_value(table.last_caches().len() as u64);
+                distinct.append_value(table.distinct_caches().len() as u64);
+                deleted.append_value(db.deleted() || table.deleted());
+                let hard_ns = table.hard_delete_time_ns().or(db.hard_delete_time_ns());
+                hard.append_option(hard_ns.map(|ns| ns / 1_000_000_000));
+            }
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(db_name.finish()),
+                Arc::new(table_name.finish()),
+                Arc::new(column_count.finish()),
+                Arc::new(series_key.finish()),
+                Arc::new(last.finish()),
+                Arc::new(distinct.finish()),
+                Arc::new(deleted.finish()),
+                Arc::new(hard.finish()),
+            ],
+        )
+    }
+}
