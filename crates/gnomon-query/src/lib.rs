@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use gnomon_cache::CacheManager;
@@ -98,8 +98,10 @@ impl Default for QueryConfig {
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     buffer: Arc<Buffer>,
-    runtime: Arc<RuntimeEnv>,
-    config: QueryConfig,
+    /// Everything a session has that does not depend on the database — config, runtime, the
+    /// built-in and Gnomon functions, analyzer rules, the query planner — built once: building
+    /// it per query cost most of a small query's time.
+    base_state: SessionState,
     caches: Option<Arc<CacheManager>>,
     system_tables: Vec<Arc<dyn SystemTable>>,
 }
@@ -127,11 +129,23 @@ impl QueryEngine {
             .with_memory_limit(config.memory_pool_bytes, 1.0)
             .build_arc()
             .map_err(QueryError::from_datafusion)?;
+        let session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG_NAME, TABLE_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_target_partitions(config.target_partitions);
+        let mut base_state = functions::install(
+            SessionStateBuilder::new()
+                .with_config(session_config)
+                .with_runtime_env(runtime)
+                .with_default_features(),
+        )
+        .build();
+        functions::register(&mut base_state).map_err(QueryError::from_datafusion)?;
         Ok(Self {
             catalog,
             buffer,
-            runtime,
-            config,
+            base_state,
             caches: None,
             system_tables: system::builtin_tables(),
         })
@@ -144,20 +158,7 @@ impl QueryEngine {
             .database(db)
             .cloned()
             .ok_or_else(|| QueryError::DatabaseNotFound(db.to_string()))?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG_NAME, TABLE_SCHEMA)
-            .with_create_default_catalog_and_schema(false)
-            .with_target_partitions(self.config.target_partitions);
-        let state = functions::install(
-            SessionStateBuilder::new()
-                .with_config(config)
-                .with_runtime_env(Arc::clone(&self.runtime))
-                .with_default_features(),
-        )
-        .build();
-        let ctx = SessionContext::new_with_state(state);
-        functions::register(&ctx);
+        let ctx = SessionContext::new_with_state(self.base_state.clone());
         let system = system::SystemSchemaProvider::new(
             &self.system_tables,
             SystemContext {

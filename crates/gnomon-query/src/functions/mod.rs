@@ -11,8 +11,7 @@ pub mod tz;
 
 use std::sync::Arc;
 
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
 
 /// Adds the functions, the gap-filling analyzer rule and the query planner to a session
 /// under construction.
@@ -20,14 +19,15 @@ pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder.with_query_planner(Arc::new(gapfill::GnomonQueryPlanner))
 }
 
-/// Registers the functions on a built session, and the analyzer rule.
-pub fn register(ctx: &SessionContext) {
+/// Registers the functions, and the gap-filling analyzer rule, on a built session state.
+pub fn register(state: &mut SessionState) -> datafusion::error::Result<()> {
     for udf in gapfill::functions() {
-        ctx.register_udf(udf);
+        state.register_udf(Arc::new(udf))?;
     }
-    ctx.register_udf(tz::tz());
+    state.register_udf(Arc::new(tz::tz()))?;
     for udaf in selectors::all() {
-        ctx.register_udaf(udaf);
+        state.register_udaf(Arc::new(udaf))?;
     }
-    ctx.add_analyzer_rule(Arc::new(gapfill::HandleGapFill));
+    state.add_analyzer_rule(Arc::new(gapfill::HandleGapFill));
+    Ok(())
 }
