@@ -14,6 +14,7 @@
 mod caches;
 pub mod format;
 pub mod functions;
+mod persisted;
 mod provider;
 pub mod system;
 mod time_range;
@@ -31,6 +32,7 @@ use gnomon_cache::CacheManager;
 use gnomon_catalog::Catalog;
 use gnomon_write_buffer::Buffer;
 
+pub use persisted::PersistedFiles;
 pub use provider::{DatabaseCatalog, TableScanProvider};
 pub use system::{SystemContext, SystemTable};
 
@@ -98,6 +100,7 @@ impl Default for QueryConfig {
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     buffer: Arc<Buffer>,
+    persisted: Option<PersistedFiles>,
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
     caches: Option<Arc<CacheManager>>,
@@ -130,11 +133,22 @@ impl QueryEngine {
         Ok(Self {
             catalog,
             buffer,
+            persisted: None,
             runtime,
             config,
             caches: None,
             system_tables: system::builtin_tables(),
         })
+    }
+
+    /// Makes tables read the persisted Parquet files as well as the buffer.
+    pub fn with_persisted(mut self, persisted: PersistedFiles) -> Self {
+        self.runtime.register_object_store(
+            persisted::store_url().as_ref(),
+            Arc::clone(&persisted.store),
+        );
+        self.persisted = Some(persisted);
+        self
     }
 
     /// A session over database `db`: its tables in `public.iox`, and `information_schema`.
@@ -184,8 +198,12 @@ impl QueryEngine {
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(
-                DatabaseCatalog::new(database, Arc::clone(&self.buffer))
-                    .with_system_schema(Arc::new(system)),
+                DatabaseCatalog::with_persisted(
+                    database,
+                    Arc::clone(&self.buffer),
+                    self.persisted.clone(),
+                )
+                .with_system_schema(Arc::new(system)),
             ),
         );
         Ok(ctx)
