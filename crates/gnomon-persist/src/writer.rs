@@ -29,9 +29,9 @@ pub struct EncodedFile {
     pub rows: u64,
 }
 
-/// Writer settings: zstd; dictionaries for tags (and for fields, falling back to a
-/// type-appropriate encoding when a column has too many distinct values); delta encoding for
-/// `time` and integers; page-level statistics.
+/// Writer settings: zstd; dictionaries for tags, strings, booleans and floats (floats fall
+/// back to byte-stream-split when a column has too many distinct values); delta encoding
+/// without dictionary for `time` and integers; page-level statistics.
 pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -46,9 +46,10 @@ pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties 
             DataType::Timestamp(..) => builder
                 .set_column_dictionary_enabled(path.clone(), false)
                 .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
-            DataType::Int64 | DataType::UInt64 => {
-                builder.set_column_encoding(path, Encoding::DELTA_BINARY_PACKED)
-            }
+            // Series-sorted integers change little from row to row: deltas beat dictionaries.
+            DataType::Int64 | DataType::UInt64 => builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
             DataType::Float64 => builder.set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT),
             _ => builder,
         };
