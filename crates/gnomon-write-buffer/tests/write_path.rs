@@ -424,6 +424,7 @@ async fn replay_skips_rows_covered_by_watermarks() {
         },
         WalConfig::default(),
         HOUR,
+        Vec::new(),
         marks,
     )
     .await
