@@ -14,6 +14,7 @@
 mod caches;
 pub mod format;
 pub mod functions;
+mod persisted;
 mod provider;
 pub mod system;
 mod time_range;
@@ -31,6 +32,7 @@ use gnomon_cache::CacheManager;
 use gnomon_catalog::Catalog;
 use gnomon_write_buffer::Buffer;
 
+pub use persisted::PersistedFiles;
 pub use provider::{DatabaseCatalog, TableScanProvider};
 pub use system::{SystemContext, SystemTable};
 
@@ -102,6 +104,7 @@ pub struct QueryEngine {
     /// built-in and Gnomon functions, analyzer rules, the query planner — built once: building
     /// it per query cost most of a small query's time.
     base_state: SessionState,
+    persisted: Option<PersistedFiles>,
     caches: Option<Arc<CacheManager>>,
     system_tables: Vec<Arc<dyn SystemTable>>,
 }
@@ -146,9 +149,20 @@ impl QueryEngine {
             catalog,
             buffer,
             base_state,
+            persisted: None,
             caches: None,
             system_tables: system::builtin_tables(),
         })
+    }
+
+    /// Makes tables read the persisted Parquet files as well as the buffer.
+    pub fn with_persisted(mut self, persisted: PersistedFiles) -> Self {
+        self.base_state.runtime_env().register_object_store(
+            persisted::store_url().as_ref(),
+            Arc::clone(&persisted.store),
+        );
+        self.persisted = Some(persisted);
+        self
     }
 
     /// A session over database `db`: its tables in `public.iox`, and `information_schema`.
@@ -185,8 +199,12 @@ impl QueryEngine {
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(
-                DatabaseCatalog::new(database, Arc::clone(&self.buffer))
-                    .with_system_schema(Arc::new(system)),
+                DatabaseCatalog::with_persisted(
+                    database,
+                    Arc::clone(&self.buffer),
+                    self.persisted.clone(),
+                )
+                .with_system_schema(Arc::new(system)),
             ),
         );
         Ok(ctx)

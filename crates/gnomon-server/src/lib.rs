@@ -27,6 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use gnomon_persist::{Persister, SnapshotMode};
 use gnomon_query::QueryEngine;
 use gnomon_write_buffer::WriteBuffer;
 
@@ -54,6 +55,8 @@ pub struct HttpConfig {
 pub struct AppState {
     pub write_buffer: Arc<WriteBuffer>,
     pub query: Arc<QueryEngine>,
+    /// Writes the buffer to Parquet; `None` when persistence is off (tests of the HTTP layer).
+    pub persister: Option<Arc<Persister>>,
     pub metrics: Arc<Metrics>,
     pub config: HttpConfig,
     /// Identifies this process in `/ping`.
@@ -66,10 +69,23 @@ impl AppState {
         query: Arc<QueryEngine>,
         config: HttpConfig,
     ) -> Arc<Self> {
+        Self::with_persister(write_buffer, query, None, config)
+    }
+
+    pub fn with_persister(
+        write_buffer: Arc<WriteBuffer>,
+        query: Arc<QueryEngine>,
+        persister: Option<Arc<Persister>>,
+        config: HttpConfig,
+    ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new(Arc::clone(&write_buffer)));
+        if let Some(p) = &persister {
+            metrics.register_persister(Arc::clone(p));
+        }
         Arc::new(Self {
             write_buffer,
             query,
+            persister,
             metrics,
             config,
             process_id: uuid::Uuid::new_v4(),
@@ -93,6 +109,7 @@ const ROUTES: &[&str] = &[
     "/api/v3/configure/table",
     "/api/v3/configure/last_cache",
     "/api/v3/configure/distinct_cache",
+    "/api/v3/gnomon/snapshot",
 ];
 
 /// The HTTP router with all middleware.
@@ -135,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v3/configure/distinct_cache",
             post(configure::create_distinct_cache).delete(configure::delete_distinct_cache),
         )
+        .route("/api/v3/gnomon/snapshot", post(snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -274,4 +292,25 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /api/v3/gnomon/snapshot` (Gnomon-specific): persists every buffered chunk now and
+/// answers with what was written. For tests and operators who want the buffer on disk.
+async fn snapshot(State(state): State<Arc<AppState>>) -> Response {
+    let Some(persister) = &state.persister else {
+        return HttpError::message(StatusCode::NOT_FOUND, "persistence is not enabled")
+            .into_response();
+    };
+    match persister.snapshot(SnapshotMode::All).await {
+        Ok(summary) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&summary).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => HttpError::message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("snapshot failed: {e}"),
+        )
+        .into_response(),
+    }
 }

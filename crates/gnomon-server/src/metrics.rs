@@ -42,6 +42,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    persister: std::sync::OnceLock<Arc<gnomon_persist::Persister>>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
     pub lines_written: Family<DbLabels, Counter>,
@@ -81,6 +82,7 @@ impl Metrics {
         registry.register_collector(Box::new(WriteBufferCollector(write_buffer)));
         Self {
             registry,
+            persister: std::sync::OnceLock::new(),
             requests,
             request_duration,
             lines_written,
@@ -98,10 +100,23 @@ impl Metrics {
         }
     }
 
+    /// Adds the persister's and the Parquet cache's counters to the exposition.
+    pub fn register_persister(&self, persister: Arc<gnomon_persist::Persister>) {
+        let _ = self.persister.set(persister);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let mut ok =
+            prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_ok();
+        if let Some(p) = self.persister.get() {
+            let mut extra = Registry::default();
+            extra.register_collector(Box::new(PersisterCollector(Arc::clone(p))));
+            ok &= prometheus_client::encoding::text::encode_registry(&mut out, &extra).is_ok();
+        }
+        ok &= prometheus_client::encoding::text::encode_eof(&mut out).is_ok();
+        if !ok {
             out.clear();
             let _ = writeln!(out, "# EOF");
         }
@@ -222,6 +237,74 @@ impl Collector for WriteBufferCollector {
                     .lines_rejected
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
+        )?;
+        Ok(())
+    }
+}
+
+/// Snapshot and Parquet cache counters.
+#[derive(Debug)]
+struct PersisterCollector(Arc<gnomon_persist::Persister>);
+
+impl Collector for PersisterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = self.0.metrics();
+        let counters = [
+            ("gnomon_snapshots", "Snapshots written", &m.snapshots),
+            (
+                "gnomon_snapshots_failed",
+                "Snapshots that failed (retried by the next trigger)",
+                &m.failed_snapshots,
+            ),
+            (
+                "gnomon_parquet_files_written",
+                "Parquet files written by snapshots",
+                &m.files_written,
+            ),
+            (
+                "gnomon_parquet_rows_written",
+                "Rows written to Parquet files",
+                &m.rows_written,
+            ),
+            (
+                "gnomon_parquet_bytes_written",
+                "Bytes of Parquet files written",
+                &m.bytes_written,
+            ),
+        ];
+        for (name, help, value) in counters {
+            encode_one(
+                &mut encoder,
+                name,
+                help,
+                &ConstCounter::new(value.load(Relaxed)),
+            )?;
+        }
+        let cache = self.0.cache();
+        encode_one(
+            &mut encoder,
+            "gnomon_parquet_cache_hits",
+            "Parquet file reads served from the in-memory cache",
+            &ConstCounter::new(cache.hits()),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_parquet_cache_misses",
+            "Parquet file reads that went to the object store",
+            &ConstCounter::new(cache.misses()),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_parquet_cache_size_bytes",
+            "Bytes held by the Parquet cache",
+            &ConstGauge::new(cache.used_bytes() as i64),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_parquet_files",
+            "Persisted Parquet files in the index",
+            &ConstGauge::new(self.0.index().all_files().len() as i64),
         )?;
         Ok(())
     }

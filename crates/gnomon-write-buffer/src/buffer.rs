@@ -8,9 +8,11 @@
 //! wins), and caches the result until more rows arrive.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use hashbrown::HashMap;
-use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array,
@@ -63,11 +65,84 @@ pub fn arrow_type(kind: ColumnKind) -> DataType {
 
 type SharedTable = Arc<Mutex<TableBuffer>>;
 
+/// Per table, per chunk start: the highest WAL sequence whose rows of that chunk are already
+/// in a persisted file. Replay skips those rows so that nothing is loaded twice.
+#[derive(Debug, Clone, Default)]
+pub struct PersistedWatermarks {
+    chunks: HashMap<(DbId, TableId), BTreeMap<i64, u64>>,
+}
+
+impl PersistedWatermarks {
+    /// Records that the rows of chunk `start` of the table written by WAL entries up to
+    /// `sequence` are persisted.
+    pub fn insert(&mut self, db: DbId, table: TableId, start: i64, sequence: u64) {
+        let slot = self
+            .chunks
+            .entry((db, table))
+            .or_default()
+            .entry(start)
+            .or_insert(0);
+        *slot = (*slot).max(sequence);
+    }
+
+    fn covers(&self, db: DbId, table: TableId, start: i64, sequence: u64) -> bool {
+        self.chunks
+            .get(&(db, table))
+            .and_then(|c| c.get(&start))
+            .is_some_and(|&s| sequence <= s)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// What the persister needs to know about a chunk to decide whether to write it.
+#[derive(Debug, Clone)]
+pub struct ChunkInfo {
+    pub db_id: DbId,
+    pub table_id: TableId,
+    /// Chunk start (ns, a multiple of the chunk duration).
+    pub start: i64,
+    pub rows: usize,
+    pub size_bytes: usize,
+    /// When a write last added rows to the chunk.
+    pub last_write: Instant,
+}
+
+/// A chunk taken out of the writable set for persisting. It stays queryable until
+/// [`Buffer::drop_frozen`]; writes to its time range meanwhile go to a new chunk.
+#[derive(Debug, Clone)]
+pub struct FrozenChunk {
+    pub db_id: DbId,
+    pub table_id: TableId,
+    pub start: i64,
+    pub end: i64,
+    /// Unique per buffer: tells two frozen chunks of the same time range apart.
+    pub id: u64,
+    pub rows: usize,
+    /// Every row of the chunk comes from a WAL entry with a sequence up to this one, and no
+    /// later entry adds rows to it.
+    pub max_sequence: u64,
+}
+
+/// One chunk's rows, for queries: `[start, end)` is the chunk's time range.
+#[derive(Debug, Clone)]
+pub struct ChunkBatch {
+    pub start: i64,
+    pub end: i64,
+    pub batch: RecordBatch,
+}
+
 /// All buffered data of the server.
 #[derive(Debug)]
 pub struct Buffer {
     chunk_duration_ns: i64,
     tables: RwLock<HashMap<(DbId, TableId), SharedTable>>,
+    /// Set during replay: rows already in persisted files are skipped.
+    watermarks: RwLock<PersistedWatermarks>,
+    last_sequence: AtomicU64,
+    next_frozen_id: AtomicU64,
 }
 
 impl Buffer {
@@ -76,14 +151,154 @@ impl Buffer {
         Self {
             chunk_duration_ns,
             tables: RwLock::new(HashMap::new()),
+            watermarks: RwLock::new(PersistedWatermarks::default()),
+            last_sequence: AtomicU64::new(0),
+            next_frozen_id: AtomicU64::new(1),
         }
     }
 
-    /// Appends a durable write. Called by the WAL in sequence order.
+    pub fn chunk_duration_ns(&self) -> i64 {
+        self.chunk_duration_ns
+    }
+
+    /// Rows covered by `watermarks` are skipped by later [`Buffer::apply_entry`] calls.
+    pub fn set_watermarks(&self, watermarks: PersistedWatermarks) {
+        *self.watermarks.write() = watermarks;
+    }
+
+    /// Appends a write that is not part of the WAL's numbering (tests, tools).
     pub fn apply(&self, batch: &WriteBatch) {
+        let seq = self.last_sequence.load(Ordering::Relaxed) + 1;
+        self.apply_entry(seq, batch);
+    }
+
+    /// Appends durable WAL entry `sequence`. Called by the WAL in sequence order.
+    pub fn apply_entry(&self, sequence: u64, batch: &WriteBatch) {
+        let watermarks = self.watermarks.read();
+        let skip = |table: TableId, start: i64| {
+            !watermarks.is_empty() && watermarks.covers(batch.db_id, table, start, sequence)
+        };
         for table in &batch.tables {
             let buffer = self.table_or_create(batch.db_id, table.table_id);
-            buffer.lock().append(table, self.chunk_duration_ns);
+            buffer
+                .lock()
+                .append(table, self.chunk_duration_ns, sequence, &|start| {
+                    skip(table.table_id, start)
+                });
+        }
+        self.last_sequence.fetch_max(sequence, Ordering::Relaxed);
+    }
+
+    /// The highest WAL sequence applied.
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence.load(Ordering::Relaxed)
+    }
+
+    /// The lowest WAL sequence that still has rows only in memory (writable or frozen chunks).
+    pub fn min_buffered_sequence(&self) -> Option<u64> {
+        self.tables
+            .read()
+            .values()
+            .filter_map(|t| {
+                let t = t.lock();
+                t.chunks
+                    .values()
+                    .chain(t.frozen.iter().map(|(_, _, c)| c))
+                    .filter(|c| c.rows > 0)
+                    .map(|c| c.min_seq)
+                    .min()
+            })
+            .min()
+    }
+
+    /// The writable chunks.
+    pub fn chunk_infos(&self) -> Vec<ChunkInfo> {
+        let tables = self.tables.read();
+        let mut out = Vec::new();
+        for (&(db_id, table_id), table) in tables.iter() {
+            for (&start, chunk) in table.lock().chunks.iter() {
+                if chunk.rows == 0 {
+                    continue;
+                }
+                out.push(ChunkInfo {
+                    db_id,
+                    table_id,
+                    start,
+                    rows: chunk.rows,
+                    size_bytes: chunk.size_bytes(),
+                    last_write: chunk.last_write.unwrap_or_else(Instant::now),
+                });
+            }
+        }
+        out
+    }
+
+    /// Moves the writable chunk `start` of the table to the frozen set.
+    pub fn freeze(&self, db: DbId, table: TableId, start: i64) -> Option<FrozenChunk> {
+        let buffer = self.tables.read().get(&(db, table)).cloned()?;
+        let mut buffer = buffer.lock();
+        let chunk = buffer.chunks.remove(&start)?;
+        let id = self.next_frozen_id.fetch_add(1, Ordering::Relaxed);
+        let frozen = FrozenChunk {
+            db_id: db,
+            table_id: table,
+            start,
+            end: start.saturating_add(self.chunk_duration_ns),
+            id,
+            rows: chunk.rows,
+            max_sequence: chunk.max_seq,
+        };
+        buffer.frozen.push((start, id, chunk));
+        Some(frozen)
+    }
+
+    /// Every frozen chunk (left over by a failed persist, or being persisted).
+    pub fn frozen_chunks(&self) -> Vec<FrozenChunk> {
+        let tables = self.tables.read();
+        let mut out = Vec::new();
+        for (&(db_id, table_id), table) in tables.iter() {
+            for (start, id, chunk) in table.lock().frozen.iter() {
+                out.push(FrozenChunk {
+                    db_id,
+                    table_id,
+                    start: *start,
+                    end: start.saturating_add(self.chunk_duration_ns),
+                    id: *id,
+                    rows: chunk.rows,
+                    max_sequence: chunk.max_seq,
+                });
+            }
+        }
+        out
+    }
+
+    /// The rows of a frozen chunk (sorted by series then time, deduplicated), not cached.
+    pub fn frozen_batch(&self, frozen: &FrozenChunk, schema: &TableSchema) -> Option<RecordBatch> {
+        let buffer = self
+            .tables
+            .read()
+            .get(&(frozen.db_id, frozen.table_id))
+            .cloned()?;
+        let mut buffer = buffer.lock();
+        let (_, _, chunk) = buffer
+            .frozen
+            .iter_mut()
+            .find(|(_, id, _)| *id == frozen.id)?;
+        let target = arrow_schema(schema);
+        let batch = chunk.record_batch(schema, &target);
+        chunk.cached = None;
+        batch
+    }
+
+    /// Forgets a frozen chunk once its rows are in a persisted file.
+    pub fn drop_frozen(&self, frozen: &FrozenChunk) {
+        if let Some(buffer) = self
+            .tables
+            .read()
+            .get(&(frozen.db_id, frozen.table_id))
+            .cloned()
+        {
+            buffer.lock().frozen.retain(|(_, id, _)| *id != frozen.id);
         }
     }
 
@@ -103,22 +318,58 @@ impl Buffer {
         min_time: i64,
         max_time: i64,
     ) -> Vec<RecordBatch> {
+        self.chunk_batches(db, schema, min_time, max_time)
+            .into_iter()
+            .map(|c| c.batch)
+            .collect()
+    }
+
+    /// Like [`Buffer::record_batches`], with each chunk's time range. Frozen chunks come
+    /// before the writable chunk of the same range: their rows were written earlier.
+    pub fn chunk_batches(
+        &self,
+        db: DbId,
+        schema: &TableSchema,
+        min_time: i64,
+        max_time: i64,
+    ) -> Vec<ChunkBatch> {
         let Some(table) = self.tables.read().get(&(db, schema.id)).cloned() else {
             return Vec::new();
         };
         let target = arrow_schema(schema);
         let mut table = table.lock();
         let chunk_duration = self.chunk_duration_ns;
-        table
-            .chunks
-            .range_mut(
-                min_time
-                    .div_euclid(chunk_duration)
-                    .saturating_mul(chunk_duration)..,
-            )
+        let first = min_time
+            .div_euclid(chunk_duration)
+            .saturating_mul(chunk_duration);
+        let mut out = Vec::new();
+        let TableBuffer { chunks, frozen } = &mut *table;
+        for (start, _, chunk) in frozen.iter_mut() {
+            if *start >= first && *start <= max_time {
+                if let Some(batch) = chunk.record_batch(schema, &target) {
+                    out.push(ChunkBatch {
+                        start: *start,
+                        end: start.saturating_add(chunk_duration),
+                        batch,
+                    });
+                }
+            }
+        }
+        for (start, chunk) in chunks
+            .range_mut(first..)
             .take_while(|(start, _)| **start <= max_time)
-            .filter_map(|(_, chunk)| chunk.record_batch(schema, &target))
-            .collect()
+        {
+            if let Some(batch) = chunk.record_batch(schema, &target) {
+                out.push(ChunkBatch {
+                    start: *start,
+                    end: start.saturating_add(chunk_duration),
+                    batch,
+                });
+            }
+        }
+        // Stable: frozen chunks (pushed first, in freeze order) stay ahead within a range.
+        out.sort_by_key(|c| c.start);
+        out
     }
 
     /// Approximate bytes held by the buffer.
@@ -127,9 +378,10 @@ impl Buffer {
             .read()
             .values()
             .map(|t| {
-                t.lock()
-                    .chunks
+                let t = t.lock();
+                t.chunks
                     .values()
+                    .chain(t.frozen.iter().map(|(_, _, c)| c))
                     .map(Chunk::size_bytes)
                     .sum::<usize>()
             })
@@ -141,7 +393,14 @@ impl Buffer {
         self.tables
             .read()
             .values()
-            .map(|t| t.lock().chunks.values().map(|c| c.rows).sum::<usize>())
+            .map(|t| {
+                let t = t.lock();
+                t.chunks
+                    .values()
+                    .chain(t.frozen.iter().map(|(_, _, c)| c))
+                    .map(|c| c.rows)
+                    .sum::<usize>()
+            })
             .sum()
     }
 }
@@ -150,18 +409,32 @@ impl Buffer {
 struct TableBuffer {
     /// Keyed by chunk start time (ns, multiple of the chunk duration).
     chunks: BTreeMap<i64, Chunk>,
+    /// Chunks being persisted: `(start, frozen id, chunk)`, in freeze order.
+    frozen: Vec<(i64, u64, Chunk)>,
 }
 
 impl TableBuffer {
-    fn append(&mut self, batch: &TableBatch, chunk_duration: i64) {
+    fn append(
+        &mut self,
+        batch: &TableBatch,
+        chunk_duration: i64,
+        sequence: u64,
+        skip: &dyn Fn(i64) -> bool,
+    ) {
         let chunk_of = |t: i64| t.div_euclid(chunk_duration) * chunk_duration;
         let first = match batch.time.first() {
             Some(&t) => chunk_of(t),
             None => return,
         };
         if batch.time.iter().all(|&t| chunk_of(t) == first) {
+            if skip(first) {
+                return;
+            }
             let rows: Vec<u32> = (0..batch.time.len() as u32).collect();
-            self.chunks.entry(first).or_default().append(batch, &rows);
+            self.chunks
+                .entry(first)
+                .or_default()
+                .append(batch, &rows, sequence);
             return;
         }
         let mut by_chunk: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
@@ -169,7 +442,13 @@ impl TableBuffer {
             by_chunk.entry(chunk_of(t)).or_default().push(i as u32);
         }
         for (start, rows) in by_chunk {
-            self.chunks.entry(start).or_default().append(batch, &rows);
+            if skip(start) {
+                continue;
+            }
+            self.chunks
+                .entry(start)
+                .or_default()
+                .append(batch, &rows, sequence);
         }
     }
 }
@@ -177,6 +456,10 @@ impl TableBuffer {
 /// Rows of one table within one time chunk.
 #[derive(Debug, Default)]
 struct Chunk {
+    /// Lowest and highest WAL sequence that added rows.
+    min_seq: u64,
+    max_seq: u64,
+    last_write: Option<Instant>,
     rows: usize,
     time: Vec<i64>,
     columns: HashMap<ColumnId, ColumnStore>,
@@ -385,7 +668,13 @@ impl ColumnStore {
 }
 
 impl Chunk {
-    fn append(&mut self, batch: &TableBatch, rows: &[u32]) {
+    fn append(&mut self, batch: &TableBatch, rows: &[u32], sequence: u64) {
+        if self.rows == 0 {
+            self.min_seq = sequence;
+        }
+        self.min_seq = self.min_seq.min(sequence);
+        self.max_seq = self.max_seq.max(sequence);
+        self.last_write = Some(Instant::now());
         let all_rows = rows.len() == batch.time.len();
         let before = self.rows;
         for col in &batch.columns {

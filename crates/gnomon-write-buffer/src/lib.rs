@@ -25,7 +25,9 @@ use gnomon_line_protocol::LineError;
 use gnomon_wal::{ReplayReport, Wal, WalBackend, WalConfig, WalEntry, WalError, WalSink};
 
 pub use batch::WriteBatch;
-pub use buffer::{arrow_schema, Buffer, TIME_COLUMN};
+pub use buffer::{
+    arrow_schema, Buffer, ChunkBatch, ChunkInfo, FrozenChunk, PersistedWatermarks, TIME_COLUMN,
+};
 pub use validate::{Validated, WriteOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +77,7 @@ struct BufferSink {
 impl WalSink<WriteBatch> for BufferSink {
     fn apply(&self, entries: &[WalEntry<WriteBatch>]) {
         for entry in entries {
-            self.buffer.apply(&entry.payload);
+            self.buffer.apply_entry(entry.sequence, &entry.payload);
             for observer in &self.observers {
                 observer.observe(&entry.payload);
             }
@@ -123,12 +125,36 @@ impl WriteBuffer {
         chunk_duration_ns: i64,
         observers: Vec<Arc<dyn BatchObserver>>,
     ) -> Result<(Self, ReplayReport), WriteBufferError> {
+        Self::open_after_snapshots(
+            catalog,
+            wal_backend,
+            wal_config,
+            chunk_duration_ns,
+            observers,
+            PersistedWatermarks::default(),
+        )
+        .await
+    }
+
+    /// [`WriteBuffer::open_with_observers`], skipping at replay the rows `persisted` says are
+    /// already in persisted files (observers still see every entry).
+    pub async fn open_after_snapshots(
+        catalog: Arc<Catalog>,
+        wal_backend: WalBackend,
+        wal_config: WalConfig,
+        chunk_duration_ns: i64,
+        observers: Vec<Arc<dyn BatchObserver>>,
+        persisted: PersistedWatermarks,
+    ) -> Result<(Self, ReplayReport), WriteBufferError> {
         let buffer = Arc::new(Buffer::new(chunk_duration_ns));
+        buffer.set_watermarks(persisted);
         let sink = Arc::new(BufferSink {
             buffer: Arc::clone(&buffer),
             observers,
         });
         let (wal, report) = Wal::open(wal_backend, wal_config, sink).await?;
+        // Entries after replay are all newer than anything persisted.
+        buffer.set_watermarks(PersistedWatermarks::default());
         Ok((
             Self {
                 catalog,

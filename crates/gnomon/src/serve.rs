@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use gnomon_cache::{CacheManager, CacheObserver};
 use gnomon_catalog::{Catalog, Limits};
-use gnomon_query::{QueryConfig, QueryEngine};
+use gnomon_persist::{FileIndex, ParquetCache, Persister, PersisterConfig};
+use gnomon_query::{PersistedFiles, QueryConfig, QueryEngine};
 use gnomon_server::{AppState, HttpConfig};
 use gnomon_wal::{WalBackend, WalConfig};
 use gnomon_write_buffer::WriteBuffer;
@@ -23,6 +24,8 @@ pub enum ObjectStoreKind {
     File,
     /// In memory: everything is lost at exit (tests, experiments).
     Memory,
+    /// Amazon S3 or an S3-compatible server (`--bucket`, `--aws-*`).
+    S3,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +115,61 @@ pub struct ServeArgs {
     #[arg(long, env = "GNOMON_DISTINCT_CACHE_EVICTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     distinct_cache_eviction_interval: Duration,
 
+    /// Bucket of the `s3` object store.
+    #[arg(long, env = "GNOMON_BUCKET")]
+    bucket: Option<String>,
+
+    /// S3 endpoint, for S3-compatible servers (e.g. `http://127.0.0.1:9000`).
+    #[arg(long, env = "AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    aws_access_key_id: Option<String>,
+
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    aws_secret_access_key: Option<String>,
+
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    aws_session_token: Option<String>,
+
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    aws_default_region: String,
+
+    /// Allow plain HTTP to the S3 endpoint.
+    #[arg(long, env = "AWS_ALLOW_HTTP")]
+    aws_allow_http: bool,
+
+    /// Buffer memory (bytes, `512MB`, `2GiB`, or `50%` of RAM) above which the oldest chunks
+    /// are persisted regardless of age.
+    #[arg(
+        long,
+        env = "GNOMON_FORCE_SNAPSHOT_MEM_THRESHOLD",
+        default_value = "50%"
+    )]
+    force_snapshot_mem_threshold: String,
+
+    /// Accepted for compatibility with `influxdb3 serve`; Gnomon decides what to persist by
+    /// chunk age and buffer memory, not by WAL file count.
+    #[arg(long, env = "GNOMON_WAL_SNAPSHOT_SIZE", default_value_t = 600)]
+    wal_snapshot_size: usize,
+
+    /// How often the snapshot trigger looks at the buffer.
+    #[arg(long, env = "GNOMON_SNAPSHOT_CHECK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    snapshot_check_interval: Duration,
+
+    /// Memory for recently persisted Parquet files (bytes, `1GB`, or `20%` of RAM).
+    #[arg(long, env = "GNOMON_PARQUET_MEM_CACHE_SIZE", default_value = "20%")]
+    parquet_mem_cache_size: String,
+
+    /// Do not keep persisted Parquet files in memory.
+    #[arg(long, env = "GNOMON_DISABLE_PARQUET_MEM_CACHE")]
+    disable_parquet_mem_cache: bool,
+
+    /// Test only: abort the process at a step of the next snapshot (`after-files`,
+    /// `after-record`, `after-truncate`) to exercise crash recovery.
+    #[arg(long, env = "GNOMON_TEST_CRASH_POINT", hide = true)]
+    test_crash_point: Option<String>,
+
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `gnomon_wal=debug`).
     #[arg(long, env = "GNOMON_LOG_FILTER", default_value = "info")]
     log_filter: String,
@@ -130,8 +188,10 @@ fn parse_gen1(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Bytes from `123`, or a percentage of physical memory from `20%`.
+/// Bytes from `123`, `512MB`/`512MiB` (K, M, G, T; powers of 1024), or a percentage of
+/// physical memory from `20%`.
 fn parse_memory(s: &str) -> anyhow::Result<usize> {
+    let s = s.trim();
     if let Some(pct) = s.strip_suffix('%') {
         let pct: f64 = pct.trim().parse().context("memory percentage")?;
         anyhow::ensure!(
@@ -140,7 +200,22 @@ fn parse_memory(s: &str) -> anyhow::Result<usize> {
         );
         return Ok((total_memory_bytes() as f64 * pct / 100.0) as usize);
     }
-    s.trim().parse().context("memory size in bytes")
+    let upper = s.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = upper[digits.len()..]
+        .trim_end_matches("IB")
+        .trim_end_matches('B');
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => anyhow::bail!("unknown unit in memory size {s:?} (use bytes, KB, MB, GB or %)"),
+    };
+    let n: usize = digits.trim().parse().context("memory size")?;
+    n.checked_mul(1usize << shift)
+        .context("memory size too large")
 }
 
 fn total_memory_bytes() -> u64 {
@@ -173,7 +248,50 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+fn s3_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let bucket = args
+        .bucket
+        .as_deref()
+        .context("--bucket is required with --object-store s3")?;
+    let mut builder = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&args.aws_default_region)
+        .with_allow_http(args.aws_allow_http);
+    if let Some(v) = &args.aws_endpoint {
+        // Path-style requests: S3-compatible servers rarely serve virtual-host buckets.
+        builder = builder
+            .with_endpoint(v)
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(v) = &args.aws_access_key_id {
+        builder = builder.with_access_key_id(v);
+    }
+    if let Some(v) = &args.aws_secret_access_key {
+        builder = builder.with_secret_access_key(v);
+    }
+    if let Some(v) = &args.aws_session_token {
+        builder = builder.with_token(v);
+    }
+    Ok(Arc::new(
+        builder.build().context("configuring the s3 object store")?,
+    ))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let crash_point = match args.test_crash_point.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            gnomon_persist::CrashPoint::parse(s)
+                .with_context(|| format!("unknown --test-crash-point {s:?}"))?,
+        ),
+    };
+    let force_snapshot_mem_bytes = parse_memory(&args.force_snapshot_mem_threshold)
+        .context("--force-snapshot-mem-threshold")?;
+    let parquet_cache_bytes = if args.disable_parquet_mem_cache {
+        0
+    } else {
+        parse_memory(&args.parquet_mem_cache_size).context("--parquet-mem-cache-size")?
+    };
     let (store, wal_backend): (Arc<dyn ObjectStore>, WalBackend) = match args.object_store {
         ObjectStoreKind::File => {
             std::fs::create_dir_all(&args.data_dir)
@@ -185,6 +303,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         ObjectStoreKind::Memory => {
             let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+            let backend = WalBackend::ObjectStore {
+                store: Arc::clone(&store),
+                prefix: ObjectPath::from(format!("{}/wal", args.node_id)),
+            };
+            (store, backend)
+        }
+        ObjectStoreKind::S3 => {
+            let store = s3_store(&args)?;
             let backend = WalBackend::ObjectStore {
                 store: Arc::clone(&store),
                 prefix: ObjectPath::from(format!("{}/wal", args.node_id)),
@@ -213,12 +339,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Installed before the WAL replay so that the caches are rebuilt from the replayed data.
     let caches = CacheManager::new(Arc::clone(&catalog));
-    let (write_buffer, report) = WriteBuffer::open_with_observers(
+    let index = Arc::new(
+        FileIndex::load(&store, &args.node_id)
+            .await
+            .context("loading the persisted-file index")?,
+    );
+    let mut gen1_ns = args.gen1_duration.as_nanos() as i64;
+    if let Some(stored) = index.gen1_duration_ns() {
+        if stored != gen1_ns {
+            tracing::warn!(
+                stored_ns = stored,
+                requested_ns = gen1_ns,
+                "--gen1-duration differs from the one existing files were written with; keeping the stored one"
+            );
+            gen1_ns = stored;
+        }
+    }
+    tracing::info!(
+        files = index.all_files().len(),
+        snapshots = index.last_sequence(),
+        "persisted-file index loaded"
+    );
+    let (write_buffer, report) = WriteBuffer::open_after_snapshots(
         Arc::clone(&catalog),
         wal_backend,
         wal_config,
-        args.gen1_duration.as_nanos() as i64,
+        gen1_ns,
         vec![Arc::new(CacheObserver(Arc::clone(&caches)))],
+        index.watermarks(),
     )
     .await
     .context("opening the WAL")?;
@@ -228,6 +376,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(?report, "WAL replayed");
     let write_buffer = Arc::new(write_buffer);
+    let _ = args.wal_snapshot_size;
+    let cache = Arc::new(ParquetCache::new(parquet_cache_bytes));
+    let persister = Arc::new(Persister::new(
+        Arc::clone(&store),
+        Arc::clone(&write_buffer),
+        Arc::clone(&index),
+        Arc::clone(&cache),
+        PersisterConfig {
+            node_id: args.node_id.clone(),
+            check_interval: args.snapshot_check_interval,
+            force_snapshot_mem_bytes,
+            crash_point,
+        },
+    ));
+    let trigger = persister.spawn_trigger();
     let query = QueryEngine::new(
         Arc::clone(&catalog),
         Arc::clone(write_buffer.buffer()),
@@ -237,10 +400,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..QueryConfig::default()
         },
     )?
-    .with_caches(caches);
-    let state = AppState::new(
+    .with_caches(caches)
+    .with_persisted(PersistedFiles {
+        store: Arc::clone(&store),
+        index,
+        cache,
+    });
+    let state = AppState::with_persister(
         Arc::clone(&write_buffer),
         Arc::new(query),
+        Some(persister),
         HttpConfig {
             max_request_size: args.max_http_request_size,
         },
@@ -250,6 +419,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.http_bind))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     gnomon_server::serve(listener, state, shutdown_signal()).await?;
+    trigger.abort();
     tracing::info!("shutting down: flushing the WAL");
     write_buffer.shutdown().await.context("flushing the WAL")?;
     Ok(())

@@ -348,6 +348,11 @@ impl Server {
         }
     }
 
+    /// Replaces the extra arguments used by the next [`Server::restart`].
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+    }
+
     /// Starts the server again on the same data directory (and the same arguments), on a new
     /// port. A still-running process is killed first.
     pub fn restart(&mut self) {

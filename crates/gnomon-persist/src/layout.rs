@@ -1,0 +1,89 @@
+//! Where things live in the object store, below the node id.
+//!
+//! ```text
+//! <node>/snapshots/<u64::MAX - seq:020>.json                      snapshot records (newest first in a listing)
+//! <node>/dbs/<db id>/<table id>/<YYYY-MM-DD>/<HH-MM>/<seq:020>.parquet   one file per table and chunk
+//! ```
+//! The date and time are the chunk's start (UTC); `seq` is the snapshot that wrote the file.
+
+use gnomon_catalog::{DbId, TableId};
+use object_store::path::Path;
+
+pub fn snapshots_dir(node: &str) -> Path {
+    Path::from(format!("{node}/snapshots"))
+}
+
+pub fn snapshot_path(node: &str, sequence: u64) -> Path {
+    Path::from(format!("{node}/snapshots/{:020}.json", u64::MAX - sequence))
+}
+
+/// The snapshot sequence a snapshot record's file name stands for.
+pub fn snapshot_sequence_of(path: &Path) -> Option<u64> {
+    let name = path.filename()?.strip_suffix(".json")?;
+    let inverted: u64 = name.parse().ok()?;
+    Some(u64::MAX - inverted)
+}
+
+pub fn parquet_path(
+    node: &str,
+    db: DbId,
+    table: TableId,
+    chunk_start_ns: i64,
+    snapshot: u64,
+) -> Path {
+    let secs = chunk_start_ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    Path::from(format!(
+        "{node}/dbs/{db}/{table}/{y:04}-{m:02}-{d:02}/{:02}-{:02}/{snapshot:020}.parquet",
+        of_day / 3600,
+        (of_day % 3600) / 60
+    ))
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_path_names_the_chunk_start_in_utc() {
+        // 2024-02-29T13:50:00Z
+        let ns = 1_709_214_600_i64 * 1_000_000_000;
+        assert_eq!(
+            parquet_path("node", 1, 7, ns, 42).as_ref(),
+            "node/dbs/1/7/2024-02-29/13-50/00000000000000000042.parquet"
+        );
+        assert_eq!(
+            parquet_path("n", 0, 0, -60_000_000_000, 1).as_ref(),
+            "n/dbs/0/0/1969-12-31/23-59/00000000000000000001.parquet"
+        );
+    }
+
+    #[test]
+    fn snapshot_names_list_newest_first_and_round_trip() {
+        let a = snapshot_path("n", 1);
+        let b = snapshot_path("n", 2);
+        assert!(b.as_ref() < a.as_ref());
+        assert_eq!(snapshot_sequence_of(&a), Some(1));
+        assert_eq!(snapshot_sequence_of(&b), Some(2));
+        assert_eq!(
+            snapshot_sequence_of(&Path::from("n/snapshots/x.json")),
+            None
+        );
+    }
+}

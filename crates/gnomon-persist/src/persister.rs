@@ -1,0 +1,333 @@
+//! The snapshot procedure and its trigger.
+//!
+//! Steps, each restart-safe:
+//! 1. freeze the chosen chunks (writes to their time range go to new chunks from now on);
+//! 2. write one Parquet file per frozen chunk (a crash here leaves unlisted files, ignored;
+//!    the rows are still in the WAL);
+//! 3. write the snapshot record listing the files (from now on replay skips the rows it
+//!    covers, by WAL sequence per chunk);
+//! 4. publish the files to queries, then drop the frozen chunks from memory;
+//! 5. delete the WAL files whose every entry is persisted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gnomon_write_buffer::{FrozenChunk, WriteBuffer};
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::cache::ParquetCache;
+use crate::index::{FileIndex, ParquetFile, SnapshotRecord, SNAPSHOT_RECORD_VERSION};
+use crate::{layout, writer, PersistError};
+
+/// Where a test may make the process abort in the middle of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Files written, no snapshot record.
+    AfterFiles,
+    /// Record written, files not yet published, chunks not dropped, WAL not truncated.
+    AfterRecord,
+    /// Everything done, including the WAL truncation.
+    AfterTruncate,
+}
+
+impl CrashPoint {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "after-files" => Some(Self::AfterFiles),
+            "after-record" => Some(Self::AfterRecord),
+            "after-truncate" => Some(Self::AfterTruncate),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PersisterConfig {
+    /// Prefix of every object (`--node-id`).
+    pub node_id: String,
+    /// How often the trigger looks at the buffer.
+    pub check_interval: Duration,
+    /// Buffer bytes above which the oldest chunks are persisted regardless of age.
+    pub force_snapshot_mem_bytes: usize,
+    /// Test-only: abort the process at this step of the next snapshot.
+    pub crash_point: Option<CrashPoint>,
+}
+
+/// Which chunks a snapshot takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Chunks whose time range ended more than one chunk duration ago and that no write
+    /// touched for one chunk duration; plus the oldest chunks while buffer memory is above
+    /// the threshold.
+    Due,
+    /// Every buffered chunk (the admin endpoint, shutdown tests).
+    All,
+}
+
+/// What one snapshot did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SnapshotSummary {
+    /// Sequence of the record written; 0 when there was nothing to persist.
+    pub sequence: u64,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PersistMetrics {
+    pub snapshots: AtomicU64,
+    pub failed_snapshots: AtomicU64,
+    pub files_written: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+/// Writes the buffer to Parquet files in the object store.
+pub struct Persister {
+    store: Arc<dyn ObjectStore>,
+    write_buffer: Arc<WriteBuffer>,
+    index: Arc<FileIndex>,
+    cache: Arc<ParquetCache>,
+    config: PersisterConfig,
+    /// One snapshot at a time: a snapshot must persist every frozen chunk it sees.
+    running: tokio::sync::Mutex<()>,
+    metrics: PersistMetrics,
+}
+
+impl std::fmt::Debug for Persister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Persister {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        write_buffer: Arc<WriteBuffer>,
+        index: Arc<FileIndex>,
+        cache: Arc<ParquetCache>,
+        config: PersisterConfig,
+    ) -> Self {
+        Self {
+            store,
+            write_buffer,
+            index,
+            cache,
+            config,
+            running: tokio::sync::Mutex::new(()),
+            metrics: PersistMetrics::default(),
+        }
+    }
+
+    pub fn index(&self) -> &Arc<FileIndex> {
+        &self.index
+    }
+
+    pub fn cache(&self) -> &Arc<ParquetCache> {
+        &self.cache
+    }
+
+    pub fn metrics(&self) -> &PersistMetrics {
+        &self.metrics
+    }
+
+    /// Runs the trigger every `check_interval` until the returned task is aborted.
+    pub fn spawn_trigger(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.config.check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.snapshot(SnapshotMode::Due).await {
+                    tracing::error!(error = %e, "snapshot failed; will retry");
+                }
+            }
+        })
+    }
+
+    fn crash_if(&self, point: CrashPoint) {
+        if self.config.crash_point == Some(point) {
+            tracing::error!(?point, "test crash point reached: aborting");
+            std::process::abort();
+        }
+    }
+
+    /// Chooses the chunks `mode` asks for and freezes them.
+    fn freeze_chosen(&self, mode: SnapshotMode) {
+        let buffer = self.write_buffer.buffer();
+        let mut chunks = buffer.chunk_infos();
+        let gen1 = buffer.chunk_duration_ns();
+        let chosen: Vec<_> = match mode {
+            SnapshotMode::All => chunks,
+            SnapshotMode::Due => {
+                let now = gnomon_write_buffer::now_ns();
+                let quiet = Duration::from_nanos(gen1 as u64);
+                let total = buffer.size_bytes();
+                chunks.sort_by_key(|c| c.start);
+                let mut over = total.saturating_sub(self.config.force_snapshot_mem_bytes / 4 * 3);
+                let forced = total > self.config.force_snapshot_mem_bytes;
+                if forced {
+                    tracing::info!(
+                        buffer_bytes = total,
+                        threshold = self.config.force_snapshot_mem_bytes,
+                        "buffer above --force-snapshot-mem-threshold: persisting oldest chunks"
+                    );
+                }
+                chunks
+                    .into_iter()
+                    .filter(|c| {
+                        let due = c.start.saturating_add(gen1.saturating_mul(2)) <= now
+                            && c.last_write.elapsed() >= quiet;
+                        if forced && over > 0 {
+                            over = over.saturating_sub(c.size_bytes);
+                            return true;
+                        }
+                        due
+                    })
+                    .collect()
+            }
+        };
+        for c in chosen {
+            buffer.freeze(c.db_id, c.table_id, c.start);
+        }
+    }
+
+    /// Takes a snapshot (see the module docs). Chunks frozen by an earlier failed snapshot
+    /// are always included.
+    pub async fn snapshot(&self, mode: SnapshotMode) -> Result<SnapshotSummary, PersistError> {
+        let _running = self.running.lock().await;
+        self.freeze_chosen(mode);
+        let frozen = self.write_buffer.buffer().frozen_chunks();
+        if frozen.is_empty() {
+            return Ok(SnapshotSummary::default());
+        }
+        let result = self.persist(frozen).await;
+        match &result {
+            Ok(summary) => {
+                self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    sequence = summary.sequence,
+                    files = summary.files,
+                    rows = summary.rows,
+                    bytes = summary.bytes,
+                    "snapshot written"
+                );
+            }
+            Err(_) => {
+                self.metrics
+                    .failed_snapshots
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn persist(&self, frozen: Vec<FrozenChunk>) -> Result<SnapshotSummary, PersistError> {
+        let started = Instant::now();
+        let sequence = self.index.last_sequence() + 1;
+        let buffer = Arc::clone(self.write_buffer.buffer());
+        let catalog = self.write_buffer.catalog().snapshot();
+        let node = self.config.node_id.clone();
+        let mut added = Vec::new();
+        let mut contents = Vec::new();
+        let mut orphans = Vec::new();
+        for chunk in &frozen {
+            let Some(schema) = catalog
+                .database_by_id(chunk.db_id)
+                .and_then(|db| db.table_by_id(chunk.table_id))
+                .cloned()
+            else {
+                // Cannot happen while tables are only soft-deleted; never block snapshots on it.
+                tracing::warn!(?chunk, "buffered chunk of an unknown table: dropped");
+                orphans.push(chunk.clone());
+                continue;
+            };
+            let (buffer, job) = (Arc::clone(&buffer), chunk.clone());
+            let encoded = tokio::task::spawn_blocking(move || {
+                buffer
+                    .frozen_batch(&job, &schema)
+                    .map(|batch| writer::encode(&batch))
+                    .transpose()
+            })
+            .await
+            .map_err(|e| PersistError::Internal(e.to_string()))??;
+            let Some(encoded) = encoded else {
+                orphans.push(chunk.clone());
+                continue;
+            };
+            let path =
+                layout::parquet_path(&node, chunk.db_id, chunk.table_id, chunk.start, sequence);
+            self.store.put(&path, encoded.bytes.clone().into()).await?;
+            added.push(ParquetFile {
+                path: path.to_string(),
+                db_id: chunk.db_id,
+                table_id: chunk.table_id,
+                chunk_start: chunk.start,
+                chunk_end: chunk.end,
+                min_time: encoded.min_time,
+                max_time: encoded.max_time,
+                row_count: encoded.rows,
+                size_bytes: encoded.bytes.len() as u64,
+                max_wal_sequence: chunk.max_sequence,
+                snapshot: sequence,
+            });
+            contents.push(encoded.bytes);
+        }
+        self.crash_if(CrashPoint::AfterFiles);
+
+        let record = SnapshotRecord {
+            version: SNAPSHOT_RECORD_VERSION,
+            sequence,
+            gen1_duration_ns: buffer.chunk_duration_ns(),
+            wal_sequence: buffer.last_sequence(),
+            added,
+            removed: Vec::new(),
+        };
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| PersistError::Internal(e.to_string()))?;
+        self.store
+            .put(&layout::snapshot_path(&node, sequence), json.into())
+            .await?;
+        self.crash_if(CrashPoint::AfterRecord);
+
+        // Publish before dropping: a query reads the buffer first, then the index, so it sees
+        // the rows in at least one of them.
+        for (file, bytes) in record.added.iter().zip(contents) {
+            self.cache.insert(&file.path, bytes);
+        }
+        self.index.apply(&record);
+        for chunk in frozen.iter().chain(&orphans) {
+            buffer.drop_frozen(chunk);
+        }
+
+        let persisted_up_to = buffer
+            .min_buffered_sequence()
+            .map(|s| s.saturating_sub(1))
+            .unwrap_or_else(|| buffer.last_sequence());
+        self.write_buffer
+            .wal()
+            .remove_up_to(persisted_up_to)
+            .await?;
+        self.crash_if(CrashPoint::AfterTruncate);
+
+        let summary = SnapshotSummary {
+            sequence,
+            files: record.added.len(),
+            rows: record.added.iter().map(|f| f.row_count).sum(),
+            bytes: record.added.iter().map(|f| f.size_bytes).sum(),
+        };
+        let m = &self.metrics;
+        m.files_written
+            .fetch_add(summary.files as u64, Ordering::Relaxed);
+        m.rows_written.fetch_add(summary.rows, Ordering::Relaxed);
+        m.bytes_written.fetch_add(summary.bytes, Ordering::Relaxed);
+        tracing::debug!(elapsed = ?started.elapsed(), "snapshot steps done");
+        Ok(summary)
+    }
+}
