@@ -22,6 +22,7 @@ mod time_range;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -172,7 +173,12 @@ impl QueryEngine {
             .database(db)
             .cloned()
             .ok_or_else(|| QueryError::DatabaseNotFound(db.to_string()))?;
-        let ctx = SessionContext::new_with_state(self.base_state.clone());
+        // A catalog list of its own: the base state's is shared by every clone, and each
+        // session registers its own database as `public`.
+        let state = SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let system = system::SystemSchemaProvider::new(
             &self.system_tables,
             SystemContext {
