@@ -92,8 +92,11 @@ pub struct Persister {
     index: Arc<FileIndex>,
     cache: Arc<ParquetCache>,
     config: PersisterConfig,
-    /// One snapshot at a time: a snapshot must persist every frozen chunk it sees.
+    /// One snapshot (or purge) at a time: a snapshot must persist every frozen chunk it sees.
     running: tokio::sync::Mutex<()>,
+    /// Files of deleted tables already out of the index, deleted from the store on the next
+    /// purge: a query that started before the table was deleted may still be reading them.
+    doomed: parking_lot::Mutex<Vec<String>>,
     metrics: PersistMetrics,
 }
 
@@ -120,6 +123,7 @@ impl Persister {
             cache,
             config,
             running: tokio::sync::Mutex::new(()),
+            doomed: parking_lot::Mutex::new(Vec::new()),
             metrics: PersistMetrics::default(),
         }
     }
@@ -144,6 +148,9 @@ impl Persister {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if let Err(e) = this.purge_deleted().await {
+                    tracing::error!(error = %e, "removing data of deleted tables failed; will retry");
+                }
                 if let Err(e) = this.snapshot(SnapshotMode::Due).await {
                     tracing::error!(error = %e, "snapshot failed; will retry");
                 }
@@ -196,6 +203,80 @@ impl Persister {
         for c in chosen {
             buffer.freeze(c.db_id, c.table_id, c.start);
         }
+    }
+
+    /// Removes the data of soft-deleted databases and tables: their buffered chunks at once,
+    /// their Parquet files from the index at once (a snapshot record lists them as removed,
+    /// so a restart does not bring them back) and from the object store on the next purge.
+    /// Returns how many files left the index.
+    pub async fn purge_deleted(&self) -> Result<usize, PersistError> {
+        let _running = self.running.lock().await;
+        // Deletions decided last round: no query can still be reading them.
+        let to_delete = std::mem::take(&mut *self.doomed.lock());
+        for path in &to_delete {
+            match self
+                .store
+                .delete(&object_store::path::Path::from(path.as_str()))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, path, "could not remove a deleted table's file; will retry");
+                    self.doomed.lock().push(path.clone());
+                }
+            }
+        }
+
+        let catalog = self.write_buffer.catalog().snapshot();
+        let gone = |db: gnomon_catalog::DbId, table: gnomon_catalog::TableId| match catalog
+            .database_by_id(db)
+        {
+            None => true,
+            Some(d) => d.deleted() || d.table_by_id(table).is_none_or(|t| t.deleted()),
+        };
+        let dropped = self.write_buffer.buffer().drop_tables(gone);
+        if dropped > 0 {
+            tracing::info!(tables = dropped, "dropped buffered data of deleted tables");
+        }
+        let removed: Vec<String> = self
+            .index
+            .all_files()
+            .into_iter()
+            .filter(|f| gone(f.db_id, f.table_id))
+            .map(|f| f.path.clone())
+            .collect();
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        let buffer = self.write_buffer.buffer();
+        let sequence = self.index.last_sequence() + 1;
+        let record = SnapshotRecord {
+            version: SNAPSHOT_RECORD_VERSION,
+            sequence,
+            gen1_duration_ns: buffer.chunk_duration_ns(),
+            wal_sequence: buffer.last_sequence(),
+            added: Vec::new(),
+            removed,
+        };
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| PersistError::Internal(e.to_string()))?;
+        self.store
+            .put(
+                &layout::snapshot_path(&self.config.node_id, sequence),
+                json.into(),
+            )
+            .await?;
+        self.index.apply(&record);
+        for path in &record.removed {
+            self.cache.remove(path);
+        }
+        tracing::info!(
+            files = record.removed.len(),
+            "files of deleted tables removed from the index"
+        );
+        let count = record.removed.len();
+        self.doomed.lock().extend(record.removed);
+        Ok(count)
     }
 
     /// Takes a snapshot (see the module docs). Chunks frozen by an earlier failed snapshot

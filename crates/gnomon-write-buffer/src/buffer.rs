@@ -372,6 +372,15 @@ impl Buffer {
         out
     }
 
+    /// Drops every buffered row of the tables `gone` names (deleted tables); returns how many
+    /// tables were dropped.
+    pub fn drop_tables(&self, gone: impl Fn(DbId, TableId) -> bool) -> usize {
+        let mut tables = self.tables.write();
+        let before = tables.len();
+        tables.retain(|&(db, table), _| !gone(db, table));
+        before - tables.len()
+    }
+
     /// Approximate bytes held by the buffer.
     pub fn size_bytes(&self) -> usize {
         self.tables

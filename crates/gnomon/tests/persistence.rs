@@ -393,3 +393,65 @@ fn pyarrow_reads_a_persisted_file() {
         .sum();
     assert_eq!(lines[2].parse::<f64>().unwrap(), expected);
 }
+
+/// Deleting a database or a table removes its data in the background: its Parquet files
+/// leave the object store, a restart does not bring them back, and a new database or table of
+/// the same name starts empty.
+#[test]
+fn deleted_databases_and_tables_lose_their_files_in_the_background() {
+    let mut server = Server::start(&["--snapshot-check-interval", "200ms"]);
+    let start = NS - NS % (10 * MINUTE);
+    let gone_db = common::unique_name("gone");
+    server.write_ok(&gone_db, cpu_lines(3, 5, start, 0.0), "");
+    server.write_ok(DB, cpu_lines(3, 5, start, 0.0), "");
+    server.write_ok(DB, "mem,host=a free=1i 1\n", "precision=s");
+    snapshot(&server);
+    let dbs = server.data_dir().join(NODE_ID).join("dbs");
+    let before = parquet_files(&dbs);
+    assert_eq!(before.len(), 3, "one file per table: {before:?}");
+
+    let resp = server.request(
+        reqwest::Method::DELETE,
+        &format!("/api/v3/configure/database?db={gone_db}"),
+        &[],
+        None,
+    );
+    assert!(
+        resp.status == 200 || resp.status == 204,
+        "{}",
+        resp.describe()
+    );
+    let resp = server.request(
+        reqwest::Method::DELETE,
+        &format!("/api/v3/configure/table?db={DB}&table=mem"),
+        &[],
+        None,
+    );
+    assert!(
+        resp.status == 200 || resp.status == 204,
+        "{}",
+        resp.describe()
+    );
+
+    // Two purge rounds: out of the index, then out of the store.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parquet_files(&dbs).len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "files still there: {:?}",
+            parquet_files(&dbs)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&server), 15, "the kept table keeps its rows");
+
+    server.restart();
+    assert_eq!(parquet_files(&dbs).len(), 1);
+    assert_eq!(count(&server), 15);
+    server.write_ok(&gone_db, "cpu,host=new usage=1 1\n", "precision=s");
+    let rows = server.sql(&gone_db, "SELECT count(*) AS c FROM cpu");
+    assert_eq!(rows[0]["c"], 1, "a recreated database starts empty");
+    server.write_ok(DB, "mem,host=b free=2i 2\n", "precision=s");
+    let rows = server.sql(DB, "SELECT count(*) AS c FROM mem");
+    assert_eq!(rows[0]["c"], 1, "a recreated table starts empty");
+}
