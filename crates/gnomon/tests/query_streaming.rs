@@ -65,10 +65,51 @@ fn a_large_result_streams_in_bounded_memory() {
 
     let after = vm_hwm(server.pid());
     let growth = after.saturating_sub(before);
-    eprintln!("peak before {before}, after {after}, result {bytes} bytes");
     assert!(
         growth < bytes / 5,
         "server peak memory grew by {growth} bytes (from {before} to {after}) for a result of \
          {bytes} bytes: the result was not streamed"
+    );
+}
+
+/// `--exec-mem-pool-bytes`: a query whose state cannot spill (one `array_agg` of millions of
+/// values) fails with a 500 naming the exhausted resource instead of growing the process; a
+/// big GROUP BY that can spill still answers; the server stays up; the failure is logged.
+#[test]
+fn the_memory_pool_turns_a_runaway_query_into_an_error() {
+    let server = Server::start(&["--exec-mem-pool-bytes", "10000000"]);
+    let db = unique_name("mem");
+    server.write_ok(&db, format!("m f=1 {NS}"), "");
+
+    let runaway = "SELECT array_agg(value) AS a FROM generate_series(1, 3000000)";
+    let resp = server.query_sql(&db, runaway, "json");
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    let body = resp.text();
+    assert!(
+        body.starts_with("query error: error while executing plan: Resources exhausted"),
+        "{body}"
+    );
+    assert!(body.contains("pool_size: 9.5 MB"), "{body}");
+
+    let spills = "SELECT count(*) AS n FROM \
+                  (SELECT value % 2000000 AS k FROM generate_series(1, 4000000) GROUP BY k)";
+    assert_eq!(server.sql(&db, spills)[0]["n"], 2_000_000);
+    assert_eq!(server.sql(&db, "SELECT f FROM m")[0]["f"], 1.0);
+
+    let rows = server.sql(
+        &db,
+        &format!(
+            "SELECT phase, error FROM system.queries WHERE query_text = '{}'",
+            runaway.replace('\'', "''")
+        ),
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["phase"], "fail");
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Resources exhausted"),
+        "{rows:?}"
     );
 }
