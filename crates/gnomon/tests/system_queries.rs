@@ -113,3 +113,30 @@ fn the_log_keeps_the_last_query_log_size_queries() {
         ]
     );
 }
+
+/// Concurrent queries in different databases each see only their own tables (sessions must
+/// not share one catalog registry).
+#[test]
+fn concurrent_sessions_do_not_see_each_others_tables() {
+    let server = Server::start(&[]);
+    let dbs: Vec<String> = (0..3).map(|i| unique_name(&format!("iso{i}"))).collect();
+    for (i, db) in dbs.iter().enumerate() {
+        server.write_ok(db, format!("only_in_{i} f=1 {NS}"), "");
+    }
+    std::thread::scope(|scope| {
+        for (i, db) in dbs.iter().enumerate() {
+            let server = &server;
+            scope.spawn(move || {
+                for _ in 0..150 {
+                    let rows = server.sql(
+                        db,
+                        "SELECT table_name FROM information_schema.tables \
+                         WHERE table_schema = 'iox'",
+                    );
+                    assert_eq!(rows.len(), 1, "{db}: {rows:?}");
+                    assert_eq!(rows[0]["table_name"], format!("only_in_{i}"), "{db}");
+                }
+            });
+        }
+    });
+}
