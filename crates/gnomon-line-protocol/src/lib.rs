@@ -59,6 +59,21 @@ pub use error::{LineError, ParseError};
 pub use parse::MAX_ELEMENT_LEN;
 pub use precision::Precision;
 
+/// Where the line starting at byte `start` of `body` ends: the index of its terminating `\n`,
+/// or `None` when it runs to the end of `body` (so more input may still belong to it). Uses
+/// the same rule as [`parse_lines`], so a client cutting a large body into requests at these
+/// points never splits a line (an escaped or quoted newline does not end one).
+pub fn line_end(body: &[u8], start: usize) -> Option<usize> {
+    let end = split::line_end(body, start);
+    (end < body.len()).then_some(end)
+}
+
+/// Whether a line (as cut by [`line_end`]) holds a point, i.e. is neither blank nor a `#`
+/// comment: exactly the lines that [`Line::line_number`] counts.
+pub fn is_point_line(line: &[u8]) -> bool {
+    split::content_start(line).is_some()
+}
+
 /// A field value, typed by its syntax: `1i` integer, `1u` unsigned, `1` / `1.5` / `1e3` float,
 /// `"s"` string, `t`/`true`/... boolean.
 #[derive(Debug, Clone, PartialEq)]

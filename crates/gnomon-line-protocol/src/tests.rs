@@ -1002,3 +1002,20 @@ fn line_error_display_is_the_message() {
         "Expected tag key, got end of input"
     );
 }
+
+#[test]
+fn public_line_cutting_matches_the_parser() {
+    let body = b"m f=1\n\n# c\nm s=\"a\nb\"\nm f=2";
+    let mut pos = 0;
+    let mut lines = Vec::new();
+    while let Some(end) = crate::line_end(body, pos) {
+        lines.push(&body[pos..end]);
+        pos = end + 1;
+    }
+    assert_eq!(&body[pos..], b"m f=2");
+    assert_eq!(lines, vec![&b"m f=1"[..], b"", b"# c", b"m s=\"a\nb\""]);
+    let points: Vec<_> = lines.iter().filter(|l| crate::is_point_line(l)).collect();
+    assert_eq!(points.len(), 2);
+    let parsed = crate::parse_lines(std::str::from_utf8(body).unwrap()).count();
+    assert_eq!(parsed, points.len() + 1);
+}

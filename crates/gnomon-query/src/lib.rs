@@ -16,6 +16,7 @@ pub mod format;
 pub mod functions;
 mod persisted;
 mod provider;
+pub mod query_log;
 pub mod system;
 mod time_range;
 
@@ -35,6 +36,7 @@ use gnomon_write_buffer::Buffer;
 
 pub use persisted::PersistedFiles;
 pub use provider::{DatabaseCatalog, TableScanProvider};
+pub use query_log::{QueryLog, QueryRecorder};
 pub use system::{SystemContext, SystemTable};
 
 /// The DataFusion catalog name every database is exposed under.
@@ -83,6 +85,8 @@ pub struct QueryConfig {
     /// with a resources-exhausted error instead of the process being OOM-killed.
     pub memory_pool_bytes: usize,
     pub target_partitions: usize,
+    /// Queries kept in `system.queries`.
+    pub query_log_size: usize,
 }
 
 impl Default for QueryConfig {
@@ -92,6 +96,7 @@ impl Default for QueryConfig {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            query_log_size: query_log::DEFAULT_QUERY_LOG_SIZE,
         }
     }
 }
@@ -108,6 +113,7 @@ pub struct QueryEngine {
     persisted: Option<PersistedFiles>,
     caches: Option<Arc<CacheManager>>,
     system_tables: Vec<Arc<dyn SystemTable>>,
+    query_log: Arc<QueryLog>,
 }
 
 impl QueryEngine {
@@ -146,13 +152,17 @@ impl QueryEngine {
         )
         .build();
         functions::register(&mut base_state).map_err(QueryError::from_datafusion)?;
+        let query_log = Arc::new(QueryLog::new(config.query_log_size));
+        let mut system_tables = system::builtin_tables();
+        system_tables.push(Arc::new(query_log::QueriesTable(Arc::clone(&query_log))));
         Ok(Self {
             catalog,
             buffer,
             base_state,
             persisted: None,
             caches: None,
-            system_tables: system::builtin_tables(),
+            system_tables,
+            query_log,
         })
     }
 
@@ -164,6 +174,12 @@ impl QueryEngine {
         );
         self.persisted = Some(persisted);
         self
+    }
+
+    /// The log behind `system.queries`; [`QueryEngine::sql`] records into it, other query
+    /// languages record their queries themselves.
+    pub fn query_log(&self) -> &Arc<QueryLog> {
+        &self.query_log
     }
 
     /// A session over database `db`: its tables in `public.iox`, and `information_schema`.
@@ -217,7 +233,27 @@ impl QueryEngine {
     }
 
     /// Plans and starts `sql` on database `db`, binding `$name` placeholders from `params`.
+    /// The query is recorded in the query log until its stream ends or is dropped.
     pub async fn sql(
+        &self,
+        db: &str,
+        sql: &str,
+        params: Option<HashMap<String, ScalarValue>>,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let mut recorder = self.query_log.start("sql", db, sql);
+        match self.plan_sql(db, sql, params).await {
+            Ok(stream) => {
+                recorder.planned();
+                Ok(recorder.wrap(stream))
+            }
+            Err(e) => {
+                recorder.failed(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    async fn plan_sql(
         &self,
         db: &str,
         sql: &str,

@@ -722,6 +722,10 @@ async fn run_v1(state: &AppState, p: V1Params, headers: &HeaderMap) -> Response 
 
     // One entry per statement: its series or its error.
     let mut results: Vec<Result<Vec<Series>, String>> = Vec::new();
+    let recorder = state
+        .query
+        .query_log()
+        .start("influxql", p.db.as_deref().unwrap_or(""), &q);
     match gnomon_influxql::parse_statements(&q) {
         Err(e) => results.push(Err(format!(
             "error in InfluxQL statement: parsing error: {e}"
@@ -741,6 +745,10 @@ async fn run_v1(state: &AppState, p: V1Params, headers: &HeaderMap) -> Response 
                 results.push(r);
             }
         }
+    }
+    match results.iter().find_map(|r| r.as_ref().err()) {
+        None => recorder.succeeded(),
+        Some(e) => recorder.failed(e),
     }
 
     let (body, content_type) = match format {
@@ -905,7 +913,28 @@ pub async fn query_influxql_post(
     run_v3(&state, p.db.as_deref(), &p.q, format, params).await
 }
 
+/// [`run_v3_unlogged`], recorded in `system.queries` (planning and execution are not told
+/// apart here: only the end-to-end time is recorded).
 async fn run_v3(
+    state: &AppState,
+    db: Option<&str>,
+    q: &str,
+    format: Format,
+    params: HashMap<String, Literal>,
+) -> Result<Response, HttpError> {
+    let recorder = state
+        .query
+        .query_log()
+        .start("influxql", db.unwrap_or(""), q);
+    let result = run_v3_unlogged(state, db, q, format, params).await;
+    match &result {
+        Ok(_) => recorder.succeeded(),
+        Err(e) => recorder.failed(e.message_text()),
+    }
+    result
+}
+
+async fn run_v3_unlogged(
     state: &AppState,
     db: Option<&str>,
     q: &str,

@@ -36,6 +36,10 @@ enum Command {
     Delete(cli::manage::DeleteArgs),
     /// Show databases, tables, last_caches or distinct_caches of a running server.
     Show(cli::manage::ShowArgs),
+    /// Run a SQL or InfluxQL query on a running server.
+    Query(cli::query::QueryArgs),
+    /// Write line protocol (an argument, a file or stdin) to a running server.
+    Write(cli::write::WriteArgs),
 }
 
 /// Prints a client command's failure on stderr and exits with status 1.
@@ -54,5 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Create(args) => exit_on_error(cli::manage::run(cli::manage::create(args))),
         Command::Delete(args) => exit_on_error(cli::manage::run(cli::manage::delete(args))),
         Command::Show(args) => exit_on_error(cli::manage::run(cli::manage::show(args))),
+        Command::Query(args) => exit_on_error(cli::manage::run(cli::query::query(args))),
+        Command::Write(args) => exit_on_error(cli::manage::run(cli::write::write(args))),
     }
 }

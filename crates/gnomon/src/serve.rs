@@ -107,6 +107,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GNOMON_EXEC_MEM_POOL_BYTES", default_value = "20%")]
     exec_mem_pool_bytes: String,
 
+    /// How many recent queries `system.queries` keeps.
+    #[arg(long, env = "GNOMON_QUERY_LOG_SIZE", default_value_t = 1000)]
+    query_log_size: usize,
+
     /// How often expired rows are removed from the last-value caches.
     #[arg(long, env = "GNOMON_LAST_CACHE_EVICTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     last_cache_eviction_interval: Duration,
@@ -397,6 +401,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         QueryConfig {
             memory_pool_bytes: parse_memory(&args.exec_mem_pool_bytes)
                 .context("--exec-mem-pool-bytes")?,
+            query_log_size: args.query_log_size,
             ..QueryConfig::default()
         },
     )?

@@ -95,7 +95,7 @@ impl Client {
         Err(self.server_error(status, &body))
     }
 
-    fn server_error(&self, status: StatusCode, body: &str) -> CliError {
+    pub fn server_error(&self, status: StatusCode, body: &str) -> CliError {
         CliError {
             message: format!(
                 "{} command failed: server responded with error [{}]: {}",
