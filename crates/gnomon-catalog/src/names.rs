@@ -146,16 +146,11 @@ pub(crate) fn system_time_ns(t: SystemTime) -> i64 {
 
 /// `YYYYMMDDTHHMMSS` of `t` in UTC, the suffix soft deletion appends.
 pub fn deletion_timestamp(t: SystemTime) -> String {
-    let secs = system_time_ns(t).div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let ns = system_time_ns(t);
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%S")
+        .to_string()
 }
 
 /// The name a soft-deleted resource gets: `<name>-<YYYYMMDDTHHMMSS>`, or with `-<id>` appended
@@ -179,21 +174,6 @@ pub(crate) fn deleted_name(
         .map(|n| format!("{with_id}-{n}"))
         .find(|candidate| !taken(candidate))
         .expect("an unbounded counter always finds a free name")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's
-/// `civil_from_days`, valid for the whole i64-seconds range we feed it.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -31,29 +31,12 @@ pub fn parquet_path(
     chunk_start_ns: i64,
     snapshot: u64,
 ) -> Path {
-    let secs = chunk_start_ns.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let start = chrono::DateTime::from_timestamp(chunk_start_ns.div_euclid(1_000_000_000), 0)
+        .unwrap_or_default();
     Path::from(format!(
-        "{node}/dbs/{db}/{table}/{y:04}-{m:02}-{d:02}/{:02}-{:02}/{snapshot:020}.parquet",
-        of_day / 3600,
-        (of_day % 3600) / 60
+        "{node}/dbs/{db}/{table}/{}/{snapshot:020}.parquet",
+        start.format("%Y-%m-%d/%H-%M")
     ))
-}
-
-/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -410,28 +410,17 @@ fn deleted_databases_and_tables_lose_their_files_in_the_background() {
     let before = parquet_files(&dbs);
     assert_eq!(before.len(), 3, "one file per table: {before:?}");
 
-    let resp = server.request(
-        reqwest::Method::DELETE,
-        &format!("/api/v3/configure/database?db={gone_db}"),
-        &[],
-        None,
-    );
-    assert!(
-        resp.status == 200 || resp.status == 204,
-        "{}",
-        resp.describe()
-    );
-    let resp = server.request(
-        reqwest::Method::DELETE,
-        &format!("/api/v3/configure/table?db={DB}&table=mem"),
-        &[],
-        None,
-    );
-    assert!(
-        resp.status == 200 || resp.status == 204,
-        "{}",
-        resp.describe()
-    );
+    for path in [
+        format!("/api/v3/configure/database?db={gone_db}"),
+        format!("/api/v3/configure/table?db={DB}&table=mem"),
+    ] {
+        let resp = server.request(reqwest::Method::DELETE, &path, &[], None);
+        assert!(
+            resp.status == 200 || resp.status == 204,
+            "{}",
+            resp.describe()
+        );
+    }
 
     // Two purge rounds: out of the index, then out of the store.
     let deadline = Instant::now() + Duration::from_secs(20);
