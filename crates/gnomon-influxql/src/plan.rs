@@ -1367,14 +1367,18 @@ fn gap_fill(
         IntervalMonthDayNano::new(0, 0, g.interval),
     )));
     let upper = g.window_start(split.range.upper.expect("set for GROUP BY time"));
+    if let Some(l) = split.range.lower {
+        let lower = g.window_start(l);
+        if (upper as i128 - lower as i128) / g.interval as i128 > MAX_WINDOWS as i128 {
+            return plan_err(format!(
+                "too many windows in the GROUP BY time() interval (more than {MAX_WINDOWS}); narrow the time range"
+            ));
+        }
+        return gap_fill_node(aggregated, table, tags, fields, stride, lower, upper, fill);
+    }
     let start = match split.range.lower {
         Some(l) => {
             let lower = g.window_start(l);
-            if (upper as i128 - lower as i128) / g.interval as i128 > MAX_WINDOWS as i128 {
-                return plan_err(format!(
-                    "too many windows in the GROUP BY time() interval (more than {MAX_WINDOWS}); narrow the time range"
-                ));
-            }
             LogicalPlanBuilder::empty(true)
                 .project(vec![ts(lower).alias("__lo")])?
                 .build()?
@@ -1487,6 +1491,57 @@ fn gap_fill(
         joined.project(proj)?
     };
     builder.build()
+}
+
+/// Gap filling with both ends of the range known: the shared `GapFill` node reads the
+/// aggregate once (the join-based plan below reads it up to three times, for the window
+/// bounds, the series and the values).
+#[allow(clippy::too_many_arguments)]
+fn gap_fill_node(
+    aggregated: LogicalPlan,
+    table: &Table,
+    tags: &[String],
+    fields: &[(ast::Expr, String)],
+    stride: DfExpr,
+    lower: i64,
+    upper: i64,
+    fill: Fill,
+) -> Result<LogicalPlan> {
+    use gnomon_query::functions::gapfill::{gap_fill_plan, FillStrategy};
+    let mut strategies = Vec::with_capacity(fields.len());
+    for (e, name) in fields {
+        let strategy = match fill {
+            // InfluxDB 1.x reports an empty window's count as 0 under the default fill.
+            Fill::Null if matches!(e.unnested(), ast::Expr::Call { name, .. } if name == "count") => {
+                FillStrategy::Value(ScalarValue::Int64(Some(0)))
+            }
+            Fill::Null | Fill::None => FillStrategy::Null,
+            Fill::Value(n) => FillStrategy::Value(match n {
+                Number::Integer(i) => ScalarValue::Int64(Some(i)),
+                Number::Unsigned(u) => ScalarValue::UInt64(Some(u)),
+                Number::Float(x) => ScalarValue::Float64(Some(x)),
+            }),
+            Fill::Previous => FillStrategy::Locf,
+            Fill::Linear => return not_implemented("fill(linear)"),
+        };
+        strategies.push((name.clone(), strategy));
+    }
+    let filled = gap_fill_plan(
+        aggregated,
+        TIME,
+        tags,
+        &strategies,
+        stride,
+        ts(lower),
+        ts(upper),
+    )?;
+    let mut proj = vec![
+        lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+        ident(TIME).alias(TIME),
+    ];
+    proj.extend(tags.iter().map(|t| ident(t).alias(t)));
+    proj.extend(fields.iter().map(|(_, name)| ident(name).alias(name)));
+    LogicalPlanBuilder::from(filled).project(proj)?.build()
 }
 
 /// Union needs identical schemas: a column that is null-typed in one measurement (it lacks

@@ -158,13 +158,72 @@ impl ScalarUDFImpl for FillFunction {
 }
 
 /// How the missing rows of an aggregate column are filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
 pub enum FillStrategy {
     Null,
     /// Last observation carried forward.
     Locf,
     /// Linear between the values around the gap (numbers only).
     Interpolate,
+    /// A constant (InfluxQL's `fill(<number>)`, and its 0 for an empty window's `count`).
+    Value(ScalarValue),
+}
+
+/// A gap-filling plan over `input`, an aggregate whose column `time_column` holds window
+/// starts: every series (distinct values of `group_columns`) gets one row per window from
+/// `lower` to `upper` (both window starts, inclusive), its other columns filled per `fill`
+/// (columns not named there are filled with nulls). For planners of other languages
+/// (InfluxQL's `GROUP BY time() fill(..)`); SQL reaches the same node through
+/// `date_bin_gapfill`.
+pub fn gap_fill_plan(
+    input: LogicalPlan,
+    time_column: &str,
+    group_columns: &[String],
+    fill: &[(String, FillStrategy)],
+    stride: Expr,
+    lower: Expr,
+    upper: Expr,
+) -> Result<LogicalPlan> {
+    let schema = Arc::clone(input.schema());
+    let index = |name: &str| schema.index_of_column(&Column::from_name(name));
+    let time_column = index(time_column)?;
+    let group_columns: Vec<usize> = group_columns
+        .iter()
+        .map(|c| index(c))
+        .collect::<Result<_>>()?;
+    let fill: Vec<(usize, FillStrategy)> = (0..schema.fields().len())
+        .filter(|i| *i != time_column && !group_columns.contains(i))
+        .map(|i| {
+            let name = schema.field(i).name();
+            let strategy = fill
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(FillStrategy::Null, |(_, s)| s.clone());
+            (i, strategy)
+        })
+        .collect();
+    let node = GapFill {
+        schema: output_schema(&schema, &fill, &[])?,
+        input: Arc::new(input),
+        time_column,
+        group_columns,
+        fill,
+        extra: Vec::new(),
+        // Windows start at `lower`: it is the origin of the bins.
+        origin: Some(lower.clone()),
+        stride,
+        lower: Bound {
+            expr: lower,
+            inclusive: true,
+        },
+        upper: Bound {
+            expr: upper,
+            inclusive: true,
+        },
+    };
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(node),
+    }))
 }
 
 /// Bounds of the filled range, as expressions evaluated at planning time.
@@ -726,7 +785,7 @@ impl ExtensionPlanner for GapFillPlanner {
                 time_column: node.time_column,
                 group_columns: node.group_columns.clone(),
                 fill: node.fill.clone(),
-                extra: node.extra.iter().map(|(i, s, _)| (*i, *s)).collect(),
+                extra: node.extra.iter().map(|(i, s, _)| (*i, s.clone())).collect(),
                 first,
                 stride,
                 buckets,
@@ -917,7 +976,7 @@ fn fill(input: &RecordBatch, schema: &SchemaRef, p: &GapFillParams) -> Result<Re
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
         let column = if i >= input_columns {
-            let (source_column, strategy) = p.extra[i - input_columns];
+            let (source_column, strategy) = p.extra[i - input_columns].clone();
             fill_column(
                 &sorted[source_column],
                 &source,
@@ -935,7 +994,7 @@ fn fill(input: &RecordBatch, schema: &SchemaRef, p: &GapFillParams) -> Result<Re
                 .fill
                 .iter()
                 .find(|(c, _)| *c == i)
-                .map_or(FillStrategy::Null, |(_, s)| *s);
+                .map_or(FillStrategy::Null, |(_, s)| s.clone());
             fill_column(
                 &sorted[i],
                 &source,
@@ -965,6 +1024,14 @@ fn fill_column(
             &UInt32Array::from(source.to_vec()),
             None,
         )?),
+        FillStrategy::Value(value) => {
+            let taken = take(values.as_ref(), &UInt32Array::from(source.to_vec()), None)?;
+            let constant = value.cast_to(values.data_type())?.to_scalar()?;
+            let missing = arrow::compute::is_null(&taken)?;
+            Ok(arrow::compute::kernels::zip::zip(
+                &missing, &constant, &taken,
+            )?)
+        }
         FillStrategy::Locf => {
             let mut indices: Vec<Option<u32>> = Vec::with_capacity(source.len());
             for series in source.chunks(buckets.max(1)) {
