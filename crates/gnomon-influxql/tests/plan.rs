@@ -127,7 +127,12 @@ async fn run(q: &str) -> Result<Vec<Series>, String> {
     let planned = plan_select(&s, db.as_ref() as &dyn SchemaProvider, T0 + 3600 * S)
         .await
         .map_err(|e| e.to_string())?;
-    let ctx = SessionContext::new();
+    // Gnomon's query planner: it knows the GapFill node GROUP BY time() fill uses.
+    let state = gnomon_query::functions::install(
+        datafusion::execution::SessionStateBuilder::new().with_default_features(),
+    )
+    .build();
+    let ctx = SessionContext::new_with_state(state);
     let batches = ctx
         .execute_logical_plan(planned.plan)
         .await
