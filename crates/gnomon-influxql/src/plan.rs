@@ -682,6 +682,9 @@ fn to_df_with(
         ast::Expr::Nested(x) => to_df_with(x, table, ctx, calls)?,
         ast::Expr::Unary { expr, .. } => DfExpr::Negative(Box::new(to_df_with(expr, table, ctx, calls)?)),
         ast::Expr::Binary { lhs, op, rhs } => {
+            if let Some(fast) = tag_comparison(lhs, *op, rhs, table, ctx) {
+                return Ok(fast);
+            }
             let l = to_df_with(lhs, table, ctx, calls)?;
             let r = match (op, rhs.unnested()) {
                 (BinaryOp::EqRegex | BinaryOp::NotEqRegex, ast::Expr::Regex(re)) => {
@@ -723,6 +726,40 @@ fn to_df_with(
             ))
         }
         ast::Expr::Distinct(_) => return not_implemented("distinct"),
+    })
+}
+
+/// `tag = 'v'` and `tag != 'v'` in a condition, for a non-empty `v`: compared on the tag
+/// column itself (a dictionary, so one comparison per distinct value) instead of on a
+/// coalesced string copy of every row. Same answer: a missing tag compares as `''`, which
+/// equals no non-empty `v`.
+fn tag_comparison(
+    lhs: &ast::Expr,
+    op: BinaryOp,
+    rhs: &ast::Expr,
+    table: &Table,
+    ctx: Ctx,
+) -> Option<DfExpr> {
+    if ctx != Ctx::Condition || !matches!(op, BinaryOp::Eq | BinaryOp::NotEq) {
+        return None;
+    }
+    let tag_and_value = |a: &ast::Expr, b: &ast::Expr| match (a.unnested(), b.unnested()) {
+        (
+            ast::Expr::VarRef {
+                name,
+                data_type: None | Some(ast::DataType::Tag),
+            },
+            ast::Expr::Literal(Literal::String(v)),
+        ) if !v.is_empty() && table.kind(&name.0) == Some(Kind::Tag) => {
+            Some((name.0.clone(), v.clone()))
+        }
+        _ => None,
+    };
+    let (tag, value) = tag_and_value(lhs, rhs).or_else(|| tag_and_value(rhs, lhs))?;
+    let column = ident(&tag);
+    Some(match op {
+        BinaryOp::Eq => column.eq(lit(value)),
+        _ => column.clone().is_null().or(column.not_eq(lit(value))),
     })
 }
 
