@@ -1413,21 +1413,14 @@ fn gap_fill(
         }
         return gap_fill_node(aggregated, table, tags, fields, stride, lower, upper, fill);
     }
-    let start = match split.range.lower {
-        Some(l) => {
-            let lower = g.window_start(l);
-            LogicalPlanBuilder::empty(true)
-                .project(vec![ts(lower).alias("__lo")])?
-                .build()?
-        }
-        None => LogicalPlanBuilder::from(aggregated.clone())
-            .aggregate(
-                Vec::<DfExpr>::new(),
-                vec![agg::min(ident(TIME)).alias("__lo")],
-            )?
-            .filter(ident("__lo").is_not_null())?
-            .build()?,
-    };
+    // No lower bound: windows start at the first one with data.
+    let start = LogicalPlanBuilder::from(aggregated.clone())
+        .aggregate(
+            Vec::<DfExpr>::new(),
+            vec![agg::min(ident(TIME)).alias("__lo")],
+        )?
+        .filter(ident("__lo").is_not_null())?
+        .build()?;
     let windows = LogicalPlanBuilder::from(start)
         .project(vec![datafusion::functions_nested::expr_fn::gen_series(
             ident("__lo"),

@@ -430,11 +430,21 @@ pub async fn create_last_cache(
         )
         .map_err(catalog_error)?;
     let snapshot = txn.commit().await.map_err(catalog_error)?;
-    let table = snapshot
-        .database(&request.db)
-        .and_then(|d| d.table(&request.table))
-        .ok_or_else(|| HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, "table vanished"))?;
+    let table = committed_table(&snapshot, &request.db, &request.table)?;
     Ok(created(last_cache_json(&request.db, table, &def)))
+}
+
+/// The table a just-committed cache definition belongs to (it exists: the transaction that
+/// created the cache checked it).
+fn committed_table<'s>(
+    snapshot: &'s gnomon_catalog::CatalogSnapshot,
+    db: &str,
+    table: &str,
+) -> Result<&'s Arc<gnomon_catalog::TableSchema>, HttpError> {
+    snapshot
+        .database(db)
+        .and_then(|d| d.table(table))
+        .ok_or_else(|| HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, "table vanished"))
 }
 
 pub async fn delete_last_cache(
@@ -488,10 +498,7 @@ pub async fn create_distinct_cache(
         )
         .map_err(catalog_error)?;
     let snapshot = txn.commit().await.map_err(catalog_error)?;
-    let table = snapshot
-        .database(&request.db)
-        .and_then(|d| d.table(&request.table))
-        .ok_or_else(|| HttpError::plain(StatusCode::INTERNAL_SERVER_ERROR, "table vanished"))?;
+    let table = committed_table(&snapshot, &request.db, &request.table)?;
     Ok(created(distinct_cache_json(&request.db, table, &def)))
 }
 

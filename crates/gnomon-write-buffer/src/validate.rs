@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
@@ -256,7 +257,10 @@ fn resolve_split(
         Some(i) => body.len() / 2 + i + 1,
         None => return whole(),
     };
-    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once: on Linux the answer comes from reading cgroup files.
+    static PARALLELISM: OnceLock<usize> = OnceLock::new();
+    let parallel =
+        *PARALLELISM.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if SPLITS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed) >= parallel {
         SPLITS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         return whole();
@@ -585,7 +589,7 @@ impl Validity {
 /// The hasher of tag dictionaries (fixed seed: the table lives for one request).
 fn tag_hash(value: &str) -> u64 {
     use std::hash::BuildHasher;
-    static HASHER: std::sync::OnceLock<DefaultHashBuilder> = std::sync::OnceLock::new();
+    static HASHER: OnceLock<DefaultHashBuilder> = OnceLock::new();
     HASHER
         .get_or_init(DefaultHashBuilder::default)
         .hash_one(value)

@@ -202,28 +202,23 @@ pub fn gap_fill_plan(
             (i, strategy)
         })
         .collect();
-    let node = GapFill {
-        schema: output_schema(&schema, &fill, &[])?,
-        input: Arc::new(input),
+    GapFill::plan(
+        Arc::new(input),
         time_column,
         group_columns,
         fill,
-        extra: Vec::new(),
-        // Windows start at `lower`: it is the origin of the bins.
-        origin: Some(lower.clone()),
         stride,
-        lower: Bound {
+        // Windows start at `lower`: it is the origin of the bins.
+        Some(lower.clone()),
+        Bound {
             expr: lower,
             inclusive: true,
         },
-        upper: Bound {
+        Bound {
             expr: upper,
             inclusive: true,
         },
-    };
-    Ok(LogicalPlan::Extension(Extension {
-        node: Arc::new(node),
-    }))
+    )
 }
 
 /// Bounds of the filled range, as expressions evaluated at planning time.
@@ -252,6 +247,41 @@ pub struct GapFill {
     origin: Option<Expr>,
     lower: Bound,
     upper: Bound,
+}
+
+impl GapFill {
+    /// The node over `input` with no extra fill columns yet, as a plan.
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        input: Arc<LogicalPlan>,
+        time_column: usize,
+        group_columns: Vec<usize>,
+        fill: Vec<(usize, FillStrategy)>,
+        stride: Expr,
+        origin: Option<Expr>,
+        lower: Bound,
+        upper: Bound,
+    ) -> Result<LogicalPlan> {
+        let node = GapFill {
+            schema: output_schema(input.schema(), &fill, &[])?,
+            input,
+            time_column,
+            group_columns,
+            fill,
+            extra: Vec::new(),
+            stride,
+            origin,
+            lower,
+            upper,
+        };
+        Ok(node.into_plan())
+    }
+
+    fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(self),
+        })
+    }
 }
 
 impl PartialOrd for GapFill {
@@ -502,21 +532,16 @@ fn gap_fill_aggregate(agg: Aggregate) -> Result<LogicalPlan> {
     let fill: Vec<(usize, FillStrategy)> = (group_count..group_count + aggregate_count)
         .map(|i| (i, FillStrategy::Null))
         .collect();
-    let node = GapFill {
-        schema: output_schema(input.schema(), &fill, &[])?,
-        extra: Vec::new(),
+    GapFill::plan(
         input,
-        fill,
         time_column,
-        group_columns: (0..group_count).filter(|&i| i != time_column).collect(),
-        stride: args[0].clone(),
-        origin: args.get(2).cloned(),
+        (0..group_count).filter(|&i| i != time_column).collect(),
+        fill,
+        args[0].clone(),
+        args.get(2).cloned(),
         lower,
         upper,
-    };
-    Ok(LogicalPlan::Extension(Extension {
-        node: Arc::new(node),
-    }))
+    )
 }
 
 /// Finds `time >(=) a` and `time <(=) b` among the conjuncts of the filters under `plan`.
@@ -674,9 +699,7 @@ fn fill_projection(projection: Projection) -> Result<LogicalPlan> {
         exprs.push(Expr::Column(Column::from_name(extra_name)).alias(name));
     }
     gap_fill.schema = output_schema(gap_fill.input.schema(), &gap_fill.fill, &gap_fill.extra)?;
-    let input = Arc::new(LogicalPlan::Extension(Extension {
-        node: Arc::new(gap_fill),
-    }));
+    let input = Arc::new(gap_fill.into_plan());
     Ok(LogicalPlan::Projection(Projection::try_new(exprs, input)?))
 }
 
