@@ -28,6 +28,7 @@ use crate::schema::{
     CatalogSnapshot, ColumnId, ColumnKind, DatabaseSchema, DbId, FieldType, Limits, TableId,
     TableSchema,
 };
+use crate::trigger::TriggerDefinition;
 
 /// State only the transaction holding the write lock may touch.
 #[derive(Debug, Default)]
@@ -857,6 +858,81 @@ impl CatalogTransaction<'_> {
             db_id,
             table_id: schema.id,
             cache_id,
+        })
+    }
+
+    /// A live database by name for the trigger calls (`DatabaseNotFound` otherwise).
+    fn live_db_by_name(&self, db: &str) -> Result<&Arc<DatabaseSchema>, CatalogError> {
+        self.state
+            .database(db)
+            .ok_or_else(|| CatalogError::DatabaseNotFound { name: db.into() })
+    }
+
+    /// Stores a processing-engine trigger in `db`. The specification was parsed by the caller
+    /// (so it is valid); the plugin file is the engine's to check.
+    pub fn create_trigger(
+        &mut self,
+        db: &str,
+        trigger: TriggerDefinition,
+    ) -> Result<(), CatalogError> {
+        let db_schema = self.live_db_by_name(db)?;
+        if db_schema.is_internal() {
+            return Err(CatalogError::CannotModifyInternal);
+        }
+        if trigger.name.is_empty() {
+            return Err(CatalogError::InvalidConfiguration(
+                "trigger name must not be empty".into(),
+            ));
+        }
+        if db_schema.trigger(&trigger.name).is_some() {
+            return Err(CatalogError::AlreadyExists { name: trigger.name });
+        }
+        let db_id = db_schema.id;
+        self.push(CatalogOp::CreateTrigger { db_id, trigger })
+    }
+
+    /// Deletes trigger `name` of `db`. An enabled trigger needs `force`
+    /// ([`CatalogError::TriggerRunning`] otherwise).
+    pub fn delete_trigger(
+        &mut self,
+        db: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<(), CatalogError> {
+        let db_schema = self.live_db_by_name(db)?;
+        let trigger = db_schema
+            .trigger(name)
+            .ok_or_else(|| CatalogError::NotFound { name: name.into() })?;
+        if !trigger.disabled && !force {
+            return Err(CatalogError::TriggerRunning { name: name.into() });
+        }
+        let db_id = db_schema.id;
+        self.push(CatalogOp::DeleteTrigger {
+            db_id,
+            name: name.into(),
+        })
+    }
+
+    /// Enables or disables trigger `name` of `db`. Asking for the state it already has is a
+    /// success that records nothing (the endpoints are idempotent).
+    pub fn set_trigger_disabled(
+        &mut self,
+        db: &str,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), CatalogError> {
+        let db_schema = self.live_db_by_name(db)?;
+        let trigger = db_schema
+            .trigger(name)
+            .ok_or_else(|| CatalogError::NotFound { name: name.into() })?;
+        if trigger.disabled == disabled {
+            return Ok(());
+        }
+        let db_id = db_schema.id;
+        self.push(CatalogOp::SetTriggerDisabled {
+            db_id,
+            name: name.into(),
+            disabled,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use crate::names::NameError;
 use crate::schema::ColumnKind;
+use crate::trigger::TriggerSpecError;
 
 /// Which kind of HTTP status an error calls for (API.md §0.6). The server picks the exact
 /// status and body family; the catalog only says which class the condition belongs to.
@@ -140,6 +141,18 @@ pub enum CatalogError {
     #[error("cannot delete internal db")]
     CannotDeleteInternal,
 
+    /// Triggers cannot be created on `_internal`; the text is the reference's.
+    #[error("cannot modify internal db")]
+    CannotModifyInternal,
+
+    /// An enabled trigger deleted without `force`.
+    #[error("Cannot delete running plugin {name}. Disable it first or use --force.")]
+    TriggerRunning { name: String },
+
+    /// An unparsable trigger specification string (500 in the reference, API.md §5.12).
+    #[error(transparent)]
+    TriggerSpec(#[from] TriggerSpecError),
+
     /// The object store failed, or could not be asked.
     #[error("catalog storage error: {context}: {source}")]
     Storage {
@@ -179,6 +192,9 @@ impl CatalogError {
             | CatalogError::InvalidCacheColumnType(_) => StatusClass::BadRequest,
             CatalogError::LimitExceeded(_) => StatusClass::Unprocessable,
             CatalogError::CannotDeleteInternal
+            | CatalogError::CannotModifyInternal
+            | CatalogError::TriggerRunning { .. }
+            | CatalogError::TriggerSpec(_)
             | CatalogError::Storage { .. }
             | CatalogError::Serialization(_)
             | CatalogError::Corrupt { .. }

@@ -10,6 +10,8 @@
 //!   keeps its ids, frees its name and stops counting toward the limits at once.
 //! - The definitions of each table's last-value and distinct-value caches (`cache.rs`): their
 //!   columns, limits and defaults. The cached data is the cache crate's.
+//! - Processing-engine trigger definitions per database (`trigger.rs`): the parsed
+//!   specification, settings, arguments and the `disabled` flag. Running them is the engine's.
 //! - The name rules (v3 database names, API.md §2.1; table/column names) and the limits.
 //! - Persistence of all of the above in an object store, and serialising schema changes
 //!   through [`CatalogTransaction`]s.
@@ -67,6 +69,7 @@ mod names;
 mod ops;
 mod persist;
 mod schema;
+mod trigger;
 
 pub use cache::{
     is_distinct_cache_kind, is_last_cache_key_kind, CacheId, DistinctCacheDefinition,
@@ -86,5 +89,9 @@ pub use persist::{CHECKPOINT_INTERVAL, FORMAT_VERSION};
 pub use schema::{
     CatalogSnapshot, ColumnId, ColumnKind, ColumnSchema, DatabaseSchema, DbId, FieldType, Limits,
     TableId, TableSchema,
+};
+pub use trigger::{
+    validate_cron, ErrorBehavior, PluginType, TriggerDefinition, TriggerSettings, TriggerSpecError,
+    TriggerSpecification,
 };
 pub use uuid::Uuid;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheId, DistinctCacheDefinition, LastCacheDefinition};
 use crate::schema::{ColumnId, ColumnKind, DbId, TableId};
+use crate::trigger::TriggerDefinition;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -74,5 +75,18 @@ pub(crate) enum CatalogOp {
         db_id: DbId,
         table_id: TableId,
         cache_id: CacheId,
+    },
+    CreateTrigger {
+        db_id: DbId,
+        trigger: TriggerDefinition,
+    },
+    DeleteTrigger {
+        db_id: DbId,
+        name: String,
+    },
+    SetTriggerDisabled {
+        db_id: DbId,
+        name: String,
+        disabled: bool,
     },
 }

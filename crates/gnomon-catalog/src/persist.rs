@@ -19,6 +19,7 @@ use crate::schema::{
     CatalogSnapshot, ColumnId, ColumnKind, ColumnSchema, DatabaseSchema, DbId, Deletion, TableId,
     TableSchema,
 };
+use crate::trigger::TriggerDefinition;
 
 /// Version of the log-entry and checkpoint bodies. Readers refuse versions they don't know.
 pub const FORMAT_VERSION: u32 = 1;
@@ -175,6 +176,9 @@ struct DatabaseDto {
     hard_delete_time_ns: Option<i64>,
     next_table_id: TableId,
     tables: Vec<TableDto>,
+    // Absent in checkpoints written before triggers existed.
+    #[serde(default)]
+    triggers: Vec<TriggerDefinition>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -252,6 +256,8 @@ pub(crate) fn encode_checkpoint(state: &CatalogSnapshot) -> Result<Bytes, Catalo
                                 .collect(),
                         })
                         .collect(),
+                    // The field, not `triggers()`: a deleted database keeps its triggers.
+                    triggers: db.triggers.values().map(|t| (**t).clone()).collect(),
                 }
             })
             .collect(),
@@ -305,6 +311,9 @@ fn decode_checkpoint(object: &Path, bytes: &[u8]) -> Result<CatalogSnapshot, Cat
             }
             table.next_cache_id = table.next_cache_id.max(t_dto.next_cache_id);
             db.add_table(table).map_err(bad)?;
+        }
+        for trigger in db_dto.triggers {
+            db.add_trigger(trigger).map_err(bad)?;
         }
         db.next_table_id = db.next_table_id.max(db_dto.next_table_id);
         state.add_database(db).map_err(bad)?;

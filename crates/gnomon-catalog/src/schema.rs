@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::cache::{CacheId, DistinctCacheDefinition, LastCacheDefinition};
 use crate::names::INTERNAL_DB_NAME;
 use crate::ops::CatalogOp;
+use crate::trigger::TriggerDefinition;
 
 pub type DbId = u32;
 pub type TableId = u32;
@@ -358,6 +359,8 @@ pub struct DatabaseSchema {
     /// listings come out ordered without sorting.
     table_names: BTreeMap<Arc<str>, TableId>,
     live_tables: usize,
+    /// Processing-engine triggers by name (sorted, so listings need no sort).
+    pub(crate) triggers: BTreeMap<String, Arc<TriggerDefinition>>,
 }
 
 impl DatabaseSchema {
@@ -377,6 +380,7 @@ impl DatabaseSchema {
             tables: BTreeMap::new(),
             table_names: BTreeMap::new(),
             live_tables: 0,
+            triggers: BTreeMap::new(),
         }
     }
 
@@ -405,6 +409,30 @@ impl DatabaseSchema {
     /// All tables including soft-deleted ones, sorted by current name.
     pub fn all_tables(&self) -> impl Iterator<Item = &Arc<TableSchema>> {
         self.table_names.values().map(|id| &self.tables[id])
+    }
+
+    /// The database's processing-engine triggers, sorted by name. None for a soft-deleted
+    /// database: its triggers are kept (with the database) but must never run again.
+    pub fn triggers(&self) -> impl Iterator<Item = &Arc<TriggerDefinition>> {
+        let live = !self.deleted();
+        self.triggers.values().filter(move |_| live)
+    }
+
+    /// A trigger by name; `None` in a soft-deleted database (see [`DatabaseSchema::triggers`]).
+    pub fn trigger(&self, name: &str) -> Option<&Arc<TriggerDefinition>> {
+        self.triggers.get(name).filter(|_| !self.deleted())
+    }
+
+    pub(crate) fn add_trigger(&mut self, trigger: TriggerDefinition) -> Result<(), String> {
+        if self.triggers.contains_key(&trigger.name) {
+            return Err(format!(
+                "trigger '{}' already exists in database '{}'",
+                trigger.name, self.name
+            ));
+        }
+        self.triggers
+            .insert(trigger.name.clone(), Arc::new(trigger));
+        Ok(())
     }
 
     /// Number of non-deleted tables.
@@ -749,6 +777,33 @@ impl CatalogSnapshot {
                         table.name
                     ));
                 }
+                Ok(())
+            }
+            CatalogOp::CreateTrigger { db_id, trigger } => {
+                self.database_mut(*db_id)?.add_trigger(trigger.clone())
+            }
+            CatalogOp::DeleteTrigger { db_id, name } => {
+                let db = self.database_mut(*db_id)?;
+                if db.triggers.remove(name).is_none() {
+                    return Err(format!(
+                        "trigger '{name}' not found in database '{}'",
+                        db.name
+                    ));
+                }
+                Ok(())
+            }
+            CatalogOp::SetTriggerDisabled {
+                db_id,
+                name,
+                disabled,
+            } => {
+                let db = self.database_mut(*db_id)?;
+                let db_name = Arc::clone(&db.name);
+                let trigger = db
+                    .triggers
+                    .get_mut(name)
+                    .ok_or_else(|| format!("trigger '{name}' not found in database '{db_name}'"))?;
+                Arc::make_mut(trigger).disabled = *disabled;
                 Ok(())
             }
         }
