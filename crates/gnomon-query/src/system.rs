@@ -55,6 +55,8 @@ pub fn builtin_tables() -> Vec<Arc<dyn SystemTable>> {
     vec![
         Arc::new(LastCaches),
         Arc::new(DistinctCaches),
+        Arc::new(ProcessingEngineTriggers),
+        Arc::new(ProcessingEngineTriggerArguments),
         Arc::new(InfluxdbSchema),
         Arc::new(Databases),
         Arc::new(Tables),
@@ -284,6 +286,91 @@ impl SystemTable for DistinctCaches {
     }
 }
 
+/// `system.processing_engine_triggers`: the database's triggers, sorted by name.
+#[derive(Debug)]
+struct ProcessingEngineTriggers;
+
+impl SystemTable for ProcessingEngineTriggers {
+    fn name(&self) -> &str {
+        "processing_engine_triggers"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new("plugin_filename", DataType::Utf8, false),
+            Field::new("trigger_specification", DataType::Utf8, false),
+            Field::new("disabled", DataType::Boolean, false),
+            Field::new("error_behavior", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut name = StringBuilder::new();
+        let mut plugin = StringBuilder::new();
+        let mut spec = StringBuilder::new();
+        let mut disabled = BooleanBuilder::new();
+        let mut error_behavior = StringBuilder::new();
+        for trigger in ctx.database.triggers() {
+            name.append_value(&trigger.name);
+            plugin.append_value(&trigger.plugin_filename);
+            spec.append_value(trigger.specification.to_json());
+            disabled.append_value(trigger.disabled);
+            error_behavior.append_value(trigger.settings.error_behavior.as_str());
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(name.finish()),
+                Arc::new(plugin.finish()),
+                Arc::new(spec.finish()),
+                Arc::new(disabled.finish()),
+                Arc::new(error_behavior.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.processing_engine_trigger_arguments`: one row per argument of each trigger, by
+/// trigger name then key.
+#[derive(Debug)]
+struct ProcessingEngineTriggerArguments;
+
+impl SystemTable for ProcessingEngineTriggerArguments {
+    fn name(&self) -> &str {
+        "processing_engine_trigger_arguments"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new("argument_key", DataType::Utf8, false),
+            Field::new("argument_value", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut name = StringBuilder::new();
+        let mut key = StringBuilder::new();
+        let mut value = StringBuilder::new();
+        for trigger in ctx.database.triggers() {
+            for (k, v) in trigger.arguments.iter().flatten() {
+                name.append_value(&trigger.name);
+                key.append_value(k);
+                value.append_value(v);
+            }
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(name.finish()),
+                Arc::new(key.finish()),
+                Arc::new(value.finish()),
+            ],
+        )
+    }
+}
+
 /// `system.influxdb_schema`: every column of every table, with its InfluxDB kind.
 #[derive(Debug)]
 struct InfluxdbSchema;
@@ -448,5 +535,115 @@ impl SystemTable for Tables {
                 Arc::new(hard.finish()),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::array::{Array, BooleanArray, StringArray};
+    use gnomon_catalog::{
+        Catalog, ErrorBehavior, Limits, TriggerDefinition, TriggerSettings, TriggerSpecification,
+    };
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+
+    use super::*;
+
+    fn trigger(name: &str, spec: &str, args: &[(&str, &str)], disabled: bool) -> TriggerDefinition {
+        TriggerDefinition {
+            name: name.into(),
+            plugin_filename: format!("{name}.py"),
+            specification: TriggerSpecification::parse(spec).unwrap(),
+            settings: TriggerSettings {
+                run_async: false,
+                error_behavior: if disabled {
+                    ErrorBehavior::Disable
+                } else {
+                    ErrorBehavior::Log
+                },
+            },
+            arguments: (!args.is_empty()).then(|| {
+                args.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+            disabled,
+        }
+    }
+
+    /// Database `foo` with triggers `b` (two arguments, disabled) and `a` (none), and `bar`
+    /// with one trigger that must not show up in `foo`'s tables.
+    async fn context(db: &str) -> SystemContext {
+        let catalog = Catalog::load_or_create(
+            Arc::new(InMemory::new()),
+            Path::from("n"),
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+        let mut txn = catalog.begin().await;
+        txn.database_or_create("foo").unwrap();
+        txn.database_or_create("bar").unwrap();
+        txn.create_trigger(
+            "foo",
+            trigger("b", "every:60s", &[("z", "1"), ("k", "v")], true),
+        )
+        .unwrap();
+        txn.create_trigger("foo", trigger("a", "table:cpu", &[], false))
+            .unwrap();
+        txn.create_trigger("bar", trigger("other", "all_tables", &[("x", "y")], false))
+            .unwrap();
+        let snapshot = txn.commit().await.unwrap();
+        let database = Arc::clone(snapshot.database(db).unwrap());
+        SystemContext { snapshot, database }
+    }
+
+    fn strings(batch: &RecordBatch, column: &str) -> Vec<String> {
+        let array = batch.column_by_name(column).unwrap();
+        let array = array.as_any().downcast_ref::<StringArray>().unwrap();
+        (0..array.len())
+            .map(|i| array.value(i).to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn processing_engine_triggers_rows() {
+        let ctx = context("foo").await;
+        let batch = ProcessingEngineTriggers.rows(&ctx).unwrap();
+        assert_eq!(batch.schema(), ProcessingEngineTriggers.schema());
+        assert_eq!(strings(&batch, "trigger_name"), ["a", "b"]);
+        assert_eq!(strings(&batch, "plugin_filename"), ["a.py", "b.py"]);
+        assert_eq!(
+            strings(&batch, "trigger_specification"),
+            [
+                r#"{"single_table_wal_write":{"table_name":"cpu"}}"#,
+                r#"{"every":{"duration":{"secs":60,"nanos":0}}}"#,
+            ]
+        );
+        let disabled = batch.column_by_name("disabled").unwrap();
+        let disabled = disabled.as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert_eq!(
+            disabled.iter().collect::<Vec<_>>(),
+            [Some(false), Some(true)]
+        );
+        assert_eq!(strings(&batch, "error_behavior"), ["log", "disable"]);
+    }
+
+    #[tokio::test]
+    async fn processing_engine_trigger_arguments_rows() {
+        let ctx = context("foo").await;
+        let batch = ProcessingEngineTriggerArguments.rows(&ctx).unwrap();
+        assert_eq!(batch.schema(), ProcessingEngineTriggerArguments.schema());
+        assert_eq!(strings(&batch, "trigger_name"), ["b", "b"]);
+        assert_eq!(strings(&batch, "argument_key"), ["k", "z"]);
+        assert_eq!(strings(&batch, "argument_value"), ["v", "1"]);
+
+        let ctx = context("bar").await;
+        let batch = ProcessingEngineTriggerArguments.rows(&ctx).unwrap();
+        assert_eq!(strings(&batch, "trigger_name"), ["other"]);
+        let batch = ProcessingEngineTriggers.rows(&ctx).unwrap();
+        assert_eq!(strings(&batch, "trigger_name"), ["other"]);
     }
 }
