@@ -123,9 +123,8 @@ impl TriggerSpecification {
 /// Checks a seconds-first cron expression with the `cron` crate, which is also what the
 /// engine schedules with.
 ///
-/// The crate accepts the classic 5-field crontab form as "seconds omitted"; ENGINE.md §3 says
-/// those are invalid (a 5-field string would otherwise fire at a different rate than its
-/// author meant), so the field count is checked first.
+/// ENGINE.md §3 makes the classic 5-field crontab form invalid. The crate refuses it too, but
+/// with a generic parse error; counting the fields first tells the user what is wrong.
 pub fn validate_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
     if !expr.starts_with('@') && !(6..=7).contains(&fields) {
