@@ -39,7 +39,7 @@ struct DeleteParams {
     hard_delete_at: Option<String>,
 }
 
-fn serde_error(e: impl std::fmt::Display) -> HttpError {
+pub(crate) fn serde_error(e: impl std::fmt::Display) -> HttpError {
     HttpError::plain(StatusCode::BAD_REQUEST, format!("serde error: {e}"))
 }
 
@@ -144,7 +144,7 @@ fn hard_delete_time(param: Option<&str>, now: SystemTime) -> Result<Option<i64>,
     })
 }
 
-fn bad_request(message: impl Into<String>) -> HttpError {
+pub(crate) fn bad_request(message: impl Into<String>) -> HttpError {
     HttpError::plain(StatusCode::BAD_REQUEST, message)
 }
 
@@ -167,7 +167,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// A JSON request body: 415 without a JSON content type, 400 `serde json error` when it does
 /// not parse (API.md §0.4).
-async fn json_body<T: DeserializeOwned>(
+pub(crate) async fn json_body<T: DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -184,7 +184,7 @@ async fn json_body<T: DeserializeOwned>(
 
 /// Parameters of a DELETE that accepts them in the query string or, when there is none, in
 /// a JSON body (API.md §5.9).
-async fn query_or_json<T: DeserializeOwned>(
+pub(crate) async fn query_or_json<T: DeserializeOwned>(
     state: &AppState,
     query: Option<String>,
     headers: &HeaderMap,

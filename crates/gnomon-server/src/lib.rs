@@ -11,6 +11,7 @@
 
 pub mod body;
 mod configure;
+pub mod engine;
 pub mod error;
 mod influxql;
 pub mod metrics;
@@ -25,9 +26,10 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use gnomon_persist::{Persister, SnapshotMode};
+use gnomon_processing_engine::ProcessingEngine;
 use gnomon_query::QueryEngine;
 use gnomon_write_buffer::WriteBuffer;
 
@@ -57,6 +59,8 @@ pub struct AppState {
     pub query: Arc<QueryEngine>,
     /// Writes the buffer to Parquet; `None` when persistence is off (tests of the HTTP layer).
     pub persister: Option<Arc<Persister>>,
+    /// Plugins and triggers; `None` in tests of the HTTP layer that do not need them.
+    pub engine: Option<ProcessingEngine>,
     pub metrics: Arc<Metrics>,
     pub config: HttpConfig,
     /// Identifies this process in `/ping`.
@@ -69,23 +73,28 @@ impl AppState {
         query: Arc<QueryEngine>,
         config: HttpConfig,
     ) -> Arc<Self> {
-        Self::with_persister(write_buffer, query, None, config)
+        Self::with_persister(write_buffer, query, None, None, config)
     }
 
     pub fn with_persister(
         write_buffer: Arc<WriteBuffer>,
         query: Arc<QueryEngine>,
         persister: Option<Arc<Persister>>,
+        engine: Option<ProcessingEngine>,
         config: HttpConfig,
     ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new(Arc::clone(&write_buffer)));
         if let Some(p) = &persister {
             metrics.register_persister(Arc::clone(p));
         }
+        if let Some(e) = &engine {
+            metrics.register_engine(e.clone());
+        }
         Arc::new(Self {
             write_buffer,
             query,
             persister,
+            engine,
             metrics,
             config,
             process_id: uuid::Uuid::new_v4(),
@@ -110,7 +119,18 @@ const ROUTES: &[&str] = &[
     "/api/v3/configure/last_cache",
     "/api/v3/configure/distinct_cache",
     "/api/v3/gnomon/snapshot",
+    "/api/v3/configure/processing_engine_trigger",
+    "/api/v3/configure/processing_engine_trigger/enable",
+    "/api/v3/configure/processing_engine_trigger/disable",
+    "/api/v3/configure/plugin_environment/install_packages",
+    "/api/v3/configure/plugin_environment/install_requirements",
+    "/api/v3/plugin_test/wal",
+    "/api/v3/plugin_test/schedule",
+    "/api/v3/plugins/files",
 ];
+
+/// Every `/api/v3/engine/<path>` request is counted under this label.
+const ENGINE_PREFIX: &str = "/api/v3/engine/";
 
 /// The HTTP router with all middleware.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -153,6 +173,33 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(configure::create_distinct_cache).delete(configure::delete_distinct_cache),
         )
         .route("/api/v3/gnomon/snapshot", post(snapshot))
+        .route(
+            "/api/v3/configure/processing_engine_trigger",
+            post(engine::create_trigger).delete(engine::delete_trigger),
+        )
+        .route(
+            "/api/v3/configure/processing_engine_trigger/enable",
+            post(engine::enable_trigger),
+        )
+        .route(
+            "/api/v3/configure/processing_engine_trigger/disable",
+            post(engine::disable_trigger),
+        )
+        .route(
+            "/api/v3/configure/plugin_environment/install_packages",
+            post(engine::install_packages),
+        )
+        .route(
+            "/api/v3/configure/plugin_environment/install_requirements",
+            post(engine::install_requirements),
+        )
+        .route("/api/v3/plugin_test/wal", post(engine::test_wal))
+        .route("/api/v3/plugin_test/schedule", post(engine::test_schedule))
+        .route(
+            "/api/v3/plugins/files",
+            post(engine::upload_plugin_file).put(engine::replace_plugin_file),
+        )
+        .route("/api/v3/engine/{*path}", any(engine::engine_request))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -220,6 +267,13 @@ async fn common_headers(
         .iter()
         .copied()
         .find(|r| *r == request.uri().path())
+        .or_else(|| {
+            request
+                .uri()
+                .path()
+                .starts_with(ENGINE_PREFIX)
+                .then_some(ENGINE_PREFIX)
+        })
         .unwrap_or("unmatched");
     let started = Instant::now();
     let mut response = next.run(request).await;

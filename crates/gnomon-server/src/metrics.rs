@@ -43,6 +43,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     persister: std::sync::OnceLock<Arc<gnomon_persist::Persister>>,
+    engine: std::sync::OnceLock<gnomon_processing_engine::ProcessingEngine>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
     pub lines_written: Family<DbLabels, Counter>,
@@ -83,6 +84,7 @@ impl Metrics {
         Self {
             registry,
             persister: std::sync::OnceLock::new(),
+            engine: std::sync::OnceLock::new(),
             requests,
             request_duration,
             lines_written,
@@ -105,6 +107,10 @@ impl Metrics {
         let _ = self.persister.set(persister);
     }
 
+    pub fn register_engine(&self, engine: gnomon_processing_engine::ProcessingEngine) {
+        let _ = self.engine.set(engine);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -113,6 +119,11 @@ impl Metrics {
         if let Some(p) = self.persister.get() {
             let mut extra = Registry::default();
             extra.register_collector(Box::new(PersisterCollector(Arc::clone(p))));
+            ok &= prometheus_client::encoding::text::encode_registry(&mut out, &extra).is_ok();
+        }
+        if let Some(e) = self.engine.get() {
+            let mut extra = Registry::default();
+            extra.register_collector(Box::new(EngineCollector(e.clone())));
             ok &= prometheus_client::encoding::text::encode_registry(&mut out, &extra).is_ok();
         }
         ok &= prometheus_client::encoding::text::encode_eof(&mut out).is_ok();
@@ -306,6 +317,54 @@ impl Collector for PersisterCollector {
             "Persisted Parquet files in the index",
             &ConstGauge::new(self.0.index().all_files().len() as i64),
         )?;
+        Ok(())
+    }
+}
+
+/// Plugin runs, failures and time spent, per kind of trigger (`wal`, `schedule`, `request`).
+#[derive(Debug)]
+struct EngineCollector(gnomon_processing_engine::ProcessingEngine);
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = self.0.metrics();
+        let kinds = [
+            ("wal", &m.wal),
+            ("schedule", &m.schedule),
+            ("request", &m.request),
+        ];
+        let mut runs = encoder.encode_descriptor(
+            "gnomon_plugin_runs",
+            "Plugin invocations by trigger kind",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, k) in kinds {
+            let labels = [("kind", kind)];
+            ConstCounter::new(k.runs.load(Relaxed)).encode(runs.encode_family(&labels)?)?;
+        }
+        let mut errors = encoder.encode_descriptor(
+            "gnomon_plugin_errors",
+            "Plugin invocations that failed, by trigger kind",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, k) in kinds {
+            let labels = [("kind", kind)];
+            ConstCounter::new(k.errors.load(Relaxed)).encode(errors.encode_family(&labels)?)?;
+        }
+        let mut seconds = encoder.encode_descriptor(
+            "gnomon_plugin_duration_seconds",
+            "Time spent in plugin invocations, by trigger kind",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, k) in kinds {
+            let labels = [("kind", kind)];
+            let secs = k.duration_ns.load(Relaxed) as f64 / 1e9;
+            ConstCounter::new(secs).encode(seconds.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

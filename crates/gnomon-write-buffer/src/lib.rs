@@ -66,6 +66,11 @@ pub struct WriteMetrics {
 /// quick and must not block on I/O.
 pub trait BatchObserver: Send + Sync + 'static {
     fn observe(&self, batch: &WriteBatch);
+
+    /// Called after the last [`BatchObserver::observe`] of one WAL flush (one group commit),
+    /// for observers that work per flush rather than per request (the processing engine's
+    /// WAL triggers).
+    fn end_of_flush(&self) {}
 }
 
 /// Applies durable WAL entries to the buffer, then shows them to the observers.
@@ -81,6 +86,9 @@ impl WalSink<WriteBatch> for BufferSink {
             for observer in &self.observers {
                 observer.observe(&entry.payload);
             }
+        }
+        for observer in &self.observers {
+            observer.end_of_flush();
         }
     }
 }

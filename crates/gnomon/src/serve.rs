@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use gnomon_cache::{CacheManager, CacheObserver};
+use gnomon_catalog::PluginType;
 use gnomon_catalog::{Catalog, Limits};
 use gnomon_persist::{FileIndex, ParquetCache, Persister, PersisterConfig};
+use gnomon_processing_engine::{EngineConfig, PackageManager, ProcessingEngine, WalFeed};
 use gnomon_query::{PersistedFiles, QueryConfig, QueryEngine};
+use gnomon_server::engine::{EngineLogsTable, EngineSlot, PluginFilesTable, ServerPluginHost};
 use gnomon_server::{AppState, HttpConfig};
 use gnomon_wal::{WalBackend, WalConfig};
 use gnomon_write_buffer::WriteBuffer;
@@ -173,6 +176,37 @@ pub struct ServeArgs {
     /// `after-record`, `after-truncate`) to exercise crash recovery.
     #[arg(long, env = "GNOMON_TEST_CRASH_POINT", hide = true)]
     test_crash_point: Option<String>,
+
+    /// Directory of processing-engine plugins. Without it, triggers cannot be created.
+    #[arg(long, env = "GNOMON_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
+
+    /// The plugins' Python virtual environment (created on the first package install).
+    /// Default: `<plugin-dir>/.venv`.
+    #[arg(long, env = "GNOMON_VIRTUAL_ENV_LOCATION")]
+    virtual_env_location: Option<PathBuf>,
+
+    /// How plugin packages are installed: discover (uv if on the PATH, else pip), pip, uv,
+    /// or disabled (the install endpoints answer 403).
+    #[arg(long, env = "GNOMON_PACKAGE_MANAGER", default_value = "discover")]
+    package_manager: PackageManager,
+
+    /// Base URL of `gh:` plugin names.
+    #[arg(long, env = "GNOMON_PLUGIN_REPO", default_value = gnomon_processing_engine::DEFAULT_PLUGIN_REPO)]
+    plugin_repo: String,
+
+    /// Only these kinds of triggers may be created: a comma list of wal (or wal_flush),
+    /// schedule, request. Default: all.
+    #[arg(
+        long,
+        env = "GNOMON_RESTRICT_PLUGIN_TRIGGERS_TO",
+        value_delimiter = ','
+    )]
+    restrict_plugin_triggers_to: Option<Vec<PluginType>>,
+
+    /// Threads that run plugin Python code.
+    #[arg(long, env = "GNOMON_PLUGIN_THREADS", default_value_t = 4)]
+    plugin_threads: usize,
 
     /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `gnomon_wal=debug`).
     #[arg(long, env = "GNOMON_LOG_FILTER", default_value = "info")]
@@ -341,6 +375,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fail_on_corruption: args.wal_replay_fail_on_error,
         ..WalConfig::default()
     };
+    // Silent until the engine starts WAL triggers, so replayed writes never fire plugins.
+    let wal_feed = Arc::new(WalFeed::new());
     // Installed before the WAL replay so that the caches are rebuilt from the replayed data.
     let caches = CacheManager::new(Arc::clone(&catalog));
     let index = Arc::new(
@@ -369,7 +405,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wal_backend,
         wal_config,
         gen1_ns,
-        vec![Arc::new(CacheObserver(Arc::clone(&caches)))],
+        vec![
+            Arc::new(CacheObserver(Arc::clone(&caches))),
+            Arc::clone(&wal_feed) as _,
+        ],
         index.watermarks(),
     )
     .await
@@ -411,10 +450,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         index,
         cache,
     });
+    let engine_slot = EngineSlot::default();
+    let query = Arc::new(
+        query
+            .with_system_table(Arc::new(EngineLogsTable(Arc::clone(&engine_slot))))
+            .with_system_table(Arc::new(PluginFilesTable(Arc::clone(&engine_slot)))),
+    );
+    let engine = ProcessingEngine::new(
+        EngineConfig {
+            plugin_dir: args.plugin_dir.clone(),
+            virtual_env: args.virtual_env_location.clone(),
+            package_manager: args.package_manager,
+            plugin_repo: args.plugin_repo.clone(),
+            allowed_triggers: args
+                .restrict_plugin_triggers_to
+                .as_ref()
+                .map(|kinds| kinds.iter().copied().collect()),
+            python_threads: args.plugin_threads,
+            ..EngineConfig::default()
+        },
+        Arc::clone(&catalog),
+        Arc::new(ServerPluginHost {
+            write_buffer: Arc::clone(&write_buffer),
+            query: Arc::clone(&query),
+        }),
+        wal_feed,
+    )
+    .context("starting the processing engine")?;
+    let _ = engine_slot.set(engine.clone());
+    // Every enabled trigger starts again at boot.
+    engine.reconcile().await;
+    let catalog_watch = engine.spawn_catalog_watch(Duration::from_secs(1));
     let state = AppState::with_persister(
         Arc::clone(&write_buffer),
-        Arc::new(query),
+        query,
         Some(persister),
+        Some(engine),
         HttpConfig {
             max_request_size: args.max_http_request_size,
         },
@@ -425,6 +496,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     gnomon_server::serve(listener, state, shutdown_signal()).await?;
     trigger.abort();
+    catalog_watch.abort();
     tracing::info!("shutting down: flushing the WAL");
     write_buffer.shutdown().await.context("flushing the WAL")?;
     Ok(())
