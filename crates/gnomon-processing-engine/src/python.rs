@@ -489,3 +489,25 @@ fn cell<'py>(py: Python<'py>, column: &ArrayRef, row: usize) -> PyResult<Bound<'
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// runtime_test.py: LineBuilder, response mapping, the cache, lazy WAL rows, plugin
+    /// loading and hot reload, checked by the interpreter the server embeds.
+    #[test]
+    fn runtime_module() {
+        PythonPool::start(1, None).expect("interpreter starts");
+        let source = CString::new(include_str!("runtime_test.py")).unwrap();
+        Python::attach(|py| {
+            if let Err(e) = py.run(&source, None, None) {
+                let trace = e
+                    .traceback(py)
+                    .and_then(|t| t.format().ok())
+                    .unwrap_or_default();
+                panic!("runtime_test.py failed: {e}\n{trace}");
+            }
+        });
+    }
+}
