@@ -235,7 +235,7 @@ impl CacheManager {
 pub struct CacheObserver(pub Arc<CacheManager>);
 
 impl BatchObserver for CacheObserver {
-    fn observe(&self, batch: &WriteBatch) {
+    fn observe(&self, batch: &Arc<WriteBatch>) {
         self.0
             .apply(batch, Instant::now(), gnomon_write_buffer::now_ns());
     }

@@ -56,9 +56,9 @@ impl WalFeed {
 }
 
 impl BatchObserver for WalFeed {
-    fn observe(&self, batch: &WriteBatch) {
+    fn observe(&self, batch: &Arc<WriteBatch>) {
         if self.watched.load().contains(&batch.db_id) {
-            self.pending.lock().push(Arc::new(batch.clone()));
+            self.pending.lock().push(Arc::clone(batch));
         }
     }
 

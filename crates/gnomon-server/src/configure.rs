@@ -113,6 +113,10 @@ pub async fn delete_database(
     txn.soft_delete_database_with_hard_delete(&params.db, now, hard_delete)
         .map_err(catalog_error)?;
     txn.commit().await.map_err(catalog_error)?;
+    // Its triggers stop now rather than at the engine's next catalog check.
+    if let Some(engine) = &state.engine {
+        engine.reconcile().await;
+    }
     Ok(StatusCode::OK.into_response())
 }
 

@@ -65,7 +65,7 @@ pub struct WriteMetrics {
 /// order, also for the entries replayed at start-up. It runs on the write path, so it must be
 /// quick and must not block on I/O.
 pub trait BatchObserver: Send + Sync + 'static {
-    fn observe(&self, batch: &WriteBatch);
+    fn observe(&self, batch: &Arc<WriteBatch>);
 
     /// Called after the last [`BatchObserver::observe`] of one WAL flush (one group commit),
     /// for observers that work per flush rather than per request (the processing engine's
