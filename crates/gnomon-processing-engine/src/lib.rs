@@ -378,11 +378,12 @@ impl Inner {
     async fn python(&self) -> Result<&PythonPool, String> {
         let threads = self.config.python_threads;
         let venv = self.venv.clone();
+        let plugin_dir = self.plugin_dir.as_ref().map(|d| d.root().to_path_buf());
         self.python
             .get_or_init(|| async move {
                 tokio::task::spawn_blocking(move || {
                     let venv = venv.filter(|v| packages::venv_python(v).exists());
-                    PythonPool::start(threads, venv.as_deref())
+                    PythonPool::start(threads, venv.as_deref(), plugin_dir.as_deref())
                 })
                 .await
                 .unwrap_or_else(|e| Err(format!("starting Python: {e}")))

@@ -43,7 +43,11 @@ pub(crate) struct PythonPool {
 static RUNTIME: OnceLock<Result<Py<PyModule>, String>> = OnceLock::new();
 
 impl PythonPool {
-    pub(crate) fn start(threads: usize, venv: Option<&Path>) -> Result<Self, String> {
+    pub(crate) fn start(
+        threads: usize,
+        venv: Option<&Path>,
+        plugin_dir: Option<&Path>,
+    ) -> Result<Self, String> {
         let runtime = RUNTIME.get_or_init(|| {
             Python::initialize();
             Python::attach(|py| load_runtime(py).map_err(|e| e.to_string()))
@@ -51,6 +55,15 @@ impl PythonPool {
         let runtime = runtime.as_ref().map_err(Clone::clone)?;
         if let Some(venv) = venv {
             activate_venv(venv)?;
+        }
+        if let Some(dir) = plugin_dir {
+            Python::attach(|py| {
+                runtime
+                    .bind(py)
+                    .call_method1("add_plugin_dir", (dir.to_string_lossy().as_ref(),))
+                    .map(|_| ())
+                    .map_err(|e| format!("adding {} to sys.path: {e}", dir.display()))
+            })?;
         }
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -498,7 +511,7 @@ mod tests {
     /// loading and hot reload, checked by the interpreter the server embeds.
     #[test]
     fn runtime_module() {
-        PythonPool::start(1, None).expect("interpreter starts");
+        PythonPool::start(1, None, None).expect("interpreter starts");
         let source = CString::new(include_str!("runtime_test.py")).unwrap();
         Python::attach(|py| {
             if let Err(e) = py.run(&source, None, None) {

@@ -473,6 +473,12 @@ def activate_venv(venv):
     importlib.invalidate_caches()
 
 
+def add_plugin_dir(path):
+    """Single-file plugins may import helper modules kept beside them."""
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
 def base_interpreter():
     """The python executable matching this embedded interpreter (to create venvs with)."""
     major, minor = sys.version_info[:2]
