@@ -30,16 +30,24 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Box<serve::ServeArgs>),
-    /// Create a database, table, last_cache or distinct_cache on a running server.
+    /// Create a database, table, last_cache, distinct_cache or trigger on a running server.
     Create(cli::manage::CreateArgs),
-    /// Delete a database, table, last_cache or distinct_cache on a running server.
+    /// Delete a database, table, last_cache, distinct_cache or trigger on a running server.
     Delete(cli::manage::DeleteArgs),
-    /// Show databases, tables, last_caches or distinct_caches of a running server.
+    /// Show databases, tables, last_caches, distinct_caches or plugins of a running server.
     Show(cli::manage::ShowArgs),
     /// Run a SQL or InfluxQL query on a running server.
     Query(cli::query::QueryArgs),
     /// Write line protocol (an argument, a file or stdin) to a running server.
     Write(cli::write::WriteArgs),
+    /// Start a stopped processing-engine trigger.
+    Enable(cli::engine::ToggleArgs),
+    /// Stop a processing-engine trigger (it stays defined).
+    Disable(cli::engine::ToggleArgs),
+    /// Run a plugin once on test input without applying its writes.
+    Test(cli::engine::TestArgs),
+    /// Install Python packages into the server's plugin environment.
+    Install(cli::engine::InstallArgs),
 }
 
 /// Prints a client command's failure on stderr and exits with status 1.
@@ -60,5 +68,9 @@ fn main() -> anyhow::Result<()> {
         Command::Show(args) => exit_on_error(cli::manage::run(cli::manage::show(args))),
         Command::Query(args) => exit_on_error(cli::manage::run(cli::query::query(args))),
         Command::Write(args) => exit_on_error(cli::manage::run(cli::write::write(args))),
+        Command::Enable(args) => exit_on_error(cli::manage::run(cli::engine::enable(args))),
+        Command::Disable(args) => exit_on_error(cli::manage::run(cli::engine::disable(args))),
+        Command::Test(args) => exit_on_error(cli::manage::run(cli::engine::test(args))),
+        Command::Install(args) => exit_on_error(cli::manage::run(cli::engine::install(args))),
     }
 }

@@ -1,4 +1,5 @@
-//! `gnomon create|delete|show …`: databases, tables, last-value and distinct-value caches.
+//! `gnomon create|delete|show …`: databases, tables, last-value and distinct-value caches;
+//! the `trigger` and `plugins` variants hand over to [`super::engine`].
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -88,6 +89,9 @@ enum CreateCommand {
         #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
         max_age: Duration,
     },
+    /// Create a processing-engine trigger (runs a plugin on writes, on a schedule or on
+    /// requests to `/api/v3/engine/<path>`).
+    Trigger(super::engine::CreateTrigger),
 }
 
 fn parse_field(s: &str) -> Result<(String, String), String> {
@@ -167,6 +171,8 @@ enum DeleteCommand {
         #[arg(short = 't', long)]
         table: String,
     },
+    /// Delete a processing-engine trigger.
+    Trigger(super::engine::DeleteTrigger),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -247,6 +253,34 @@ enum ShowCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// List the processing-engine triggers of a database and their plugins.
+    #[command(alias = "plugin", alias = "triggers")]
+    Plugins {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[cfg(test)]
+impl CreateArgs {
+    pub fn into_trigger(self) -> Option<super::engine::CreateTrigger> {
+        match self.what {
+            CreateCommand::Trigger(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl DeleteArgs {
+    pub fn into_trigger(self) -> Option<super::engine::DeleteTrigger> {
+        match self.what {
+            DeleteCommand::Trigger(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 pub async fn create(args: CreateArgs) -> CliResult<()> {
@@ -349,6 +383,7 @@ pub async fn create(args: CreateArgs) -> CliResult<()> {
             let text = response.text().await.unwrap_or_default();
             println!("new cache created: {text}");
         }
+        CreateCommand::Trigger(trigger) => super::engine::create_trigger(&client, trigger).await?,
     }
     Ok(())
 }
@@ -445,6 +480,7 @@ pub async fn delete(args: DeleteArgs) -> CliResult<()> {
                 .await?;
             println!("distinct cache deleted successfully: {name}");
         }
+        DeleteCommand::Trigger(trigger) => super::engine::delete_trigger(&client, trigger).await?,
     }
     Ok(())
 }
@@ -534,6 +570,9 @@ pub async fn show(args: ShowArgs) -> CliResult<()> {
                 &out,
             )
             .await
+        }
+        ShowCommand::Plugins { db, out } => {
+            sql(&client, &db.database, super::engine::SHOW_PLUGINS_SQL, &out).await
         }
     }
 }
