@@ -8,6 +8,9 @@
 //!   (same data directory, new port) drive crash and restart scenarios.
 //! * [`Server::shared`] gives one server per test binary for tests that stay independent by
 //!   using unique database names; it is killed (and its directory removed) at process exit.
+//! * [`Server::start_with_plugins`] / [`Server::shared_with_plugins`] add `--plugin-dir`
+//!   pointing at `plugins/` inside the server's temporary directory (kept across restarts);
+//!   [`Server::write_plugin`] puts a plugin file there.
 //!
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
@@ -115,19 +118,35 @@ impl Server {
     /// object store, node id [`NODE_ID`], `--log-filter info`) plus `args`. A flag given in
     /// `args` replaces the harness default for that flag.
     pub fn start(args: &[&str]) -> Server {
+        Self::start_in_temp_dir(args, false)
+    }
+
+    /// Like [`Server::start`] plus `--plugin-dir <temp dir>/plugins` (an empty directory).
+    pub fn start_with_plugins(args: &[&str]) -> Server {
+        Self::start_in_temp_dir(args, true)
+    }
+
+    fn start_in_temp_dir(args: &[&str], plugins: bool) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("gnomon-bb-")
             .tempdir()
             .expect("creating a temp dir");
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("server.log");
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if plugins {
+            let plugin_dir = dir.path().join("plugins");
+            std::fs::create_dir_all(&plugin_dir).expect("creating the plugin dir");
+            args.push("--plugin-dir".into());
+            args.push(plugin_dir.display().to_string());
+        }
         let mut server = Server {
             child: Mutex::new(None),
             data_dir,
             log_path,
             dir,
             port: 0,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             client: new_client(),
             starts: 0,
         };
@@ -135,11 +154,35 @@ impl Server {
         server
     }
 
+    /// `plugins/` inside the server's temporary directory (the `--plugin-dir` of servers
+    /// started with [`Server::start_with_plugins`]).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Writes `code` to `name` (a relative path) under [`Server::plugin_dir`].
+    pub fn write_plugin(&self, name: &str, code: &str) {
+        let path = self.plugin_dir().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("creating the plugin's directory");
+        }
+        std::fs::write(&path, code).expect("writing the plugin file");
+    }
+
     /// One server per `cell` (i.e. per test binary), started on first use with `args`. It is
     /// killed and its directory removed when the test process exits.
     pub fn shared(cell: &'static OnceLock<Server>, args: &[&str]) -> &'static Server {
         cell.get_or_init(|| {
             let server = Server::start(args);
+            register_exit_cleanup(server.pid(), server.dir.path().to_path_buf());
+            server
+        })
+    }
+
+    /// [`Server::shared`] for a server started with [`Server::start_with_plugins`].
+    pub fn shared_with_plugins(cell: &'static OnceLock<Server>, args: &[&str]) -> &'static Server {
+        cell.get_or_init(|| {
+            let server = Server::start_with_plugins(args);
             register_exit_cleanup(server.pid(), server.dir.path().to_path_buf());
             server
         })

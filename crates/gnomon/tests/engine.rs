@@ -1,0 +1,1186 @@
+//! The processing engine against the real binary with real Python plugins (issue #7's
+//! acceptance list): a WAL plugin writing a derived measurement, a schedule plugin on
+//! `every:1s`, a request plugin echoing its input, a plugin that raises, a plugin using a
+//! package installed through the API, triggers surviving a restart, the plugin test
+//! endpoints, the error answers of the trigger endpoints (also on a server without
+//! `--plugin-dir`), and the CLI's trigger commands.
+//!
+//! Triggers run asynchronously after a write or on their schedule, so results are polled
+//! with a deadline ([`eventually`]), never slept on and asserted.
+
+mod common;
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{enc, eventually, unique_name, Resp, Server, NS};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const TRIGGER: &str = "/api/v3/configure/processing_engine_trigger";
+
+/// Long enough for a loaded 2-core machine running a debug build; the checks are counts
+/// and contents, never durations.
+const WAIT: Duration = Duration::from_secs(30);
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+fn server() -> &'static Server {
+    Server::shared_with_plugins(&SERVER, &[])
+}
+
+fn post_json(server: &Server, path: &str, body: Value) -> Resp {
+    server.post_with(
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string(),
+    )
+}
+
+#[track_caller]
+fn create_db(server: &Server, db: &str) {
+    post_json(server, "/api/v3/configure/database", json!({ "db": db })).expect_status(200);
+}
+
+fn trigger_body(
+    db: &str,
+    name: &str,
+    plugin: &str,
+    spec: &str,
+    args: Value,
+    disabled: bool,
+) -> Value {
+    json!({
+        "db": db,
+        "plugin_filename": plugin,
+        "trigger_name": name,
+        "trigger_specification": spec,
+        "trigger_settings": {"run_async": false, "error_behavior": "log"},
+        "trigger_arguments": args,
+        "disabled": disabled,
+    })
+}
+
+fn create_trigger(
+    server: &Server,
+    db: &str,
+    name: &str,
+    plugin: &str,
+    spec: &str,
+    args: Value,
+    disabled: bool,
+) -> Resp {
+    post_json(
+        server,
+        TRIGGER,
+        trigger_body(db, name, plugin, spec, args, disabled),
+    )
+}
+
+fn delete_trigger(server: &Server, db: &str, name: &str, force: bool) -> Resp {
+    server.request(
+        Method::DELETE,
+        &format!(
+            "{TRIGGER}?db={}&trigger_name={}&force={force}",
+            enc(db),
+            enc(name)
+        ),
+        &[],
+        None,
+    )
+}
+
+fn set_enabled(server: &Server, db: &str, name: &str, enabled: bool) -> Resp {
+    let verb = if enabled { "enable" } else { "disable" };
+    server.post(
+        &format!("{TRIGGER}/{verb}?db={}&trigger_name={}", enc(db), enc(name)),
+        Vec::new(),
+    )
+}
+
+/// Rows of a query that may not answer yet (table not created so far): `None` unless 200.
+fn try_sql(server: &Server, db: &str, q: &str) -> Option<Vec<Value>> {
+    let resp = server.query_sql(db, q, "json");
+    if resp.status != 200 {
+        return None;
+    }
+    match resp.json() {
+        Value::Array(rows) => Some(rows),
+        other => panic!("query result is not an array: {other}"),
+    }
+}
+
+/// `SELECT count(*)` of a table, 0 while the table does not exist.
+fn count(server: &Server, db: &str, table: &str) -> i64 {
+    try_sql(
+        server,
+        db,
+        &format!("SELECT count(*) AS n FROM \"{table}\""),
+    )
+    .map(|rows| rows[0]["n"].as_i64().unwrap())
+    .unwrap_or(0)
+}
+
+/// `(log_level, log_text)` of one trigger's entries in `system.processing_engine_logs`.
+fn engine_logs(server: &Server, db: &str, trigger: &str) -> Vec<(String, String)> {
+    server
+        .sql(
+            db,
+            &format!(
+                "SELECT log_level, log_text FROM system.processing_engine_logs \
+                 WHERE trigger_name = '{trigger}' ORDER BY event_time"
+            ),
+        )
+        .iter()
+        .map(|r| {
+            (
+                r["log_level"].as_str().unwrap().to_string(),
+                r["log_text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The triggers of `db` as listed by the system table, ordered by name.
+fn system_triggers(server: &Server, db: &str) -> Vec<Value> {
+    server.sql(
+        db,
+        "SELECT trigger_name, plugin_filename, trigger_specification, disabled, error_behavior \
+         FROM system.processing_engine_triggers ORDER BY trigger_name",
+    )
+}
+
+/// Calls `/api/v3/engine/<path>` until it answers `status` (a request trigger starts
+/// asynchronously after its creation).
+#[track_caller]
+fn engine_until(server: &Server, method: Method, path: &str, status: u16) -> Resp {
+    eventually(
+        WAIT,
+        &format!("{method} /api/v3/engine/{path} -> {status}"),
+        || {
+            let resp = server.request(method.clone(), &format!("/api/v3/engine/{path}"), &[], None);
+            (resp.status == status).then_some(resp)
+        },
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. WAL plugin
+// ------------------------------------------------------------------------------------------
+
+const DERIVE_PLUGIN: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    factor = float(args["factor"])
+    for batch in table_batches:
+        if batch["table_name"] != "cpu":
+            raise Exception("a table:cpu trigger got rows of " + batch["table_name"])
+        for row in batch["rows"]:
+            line = (LineBuilder("cpu_derived")
+                    .tag("host", row["host"])
+                    .float64_field("value", row["value"] * factor)
+                    .int64_field("columns", len(row))
+                    .time_ns(row["time"]))
+            influxdb3_local.write(line)
+"#;
+
+#[test]
+fn wal_plugin_writes_a_derived_measurement() {
+    let s = server();
+    let db = unique_name("walp");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("derive"));
+    s.write_plugin(&plugin, DERIVE_PLUGIN);
+    let trigger = unique_name("derive");
+    create_trigger(
+        s,
+        &db,
+        &trigger,
+        &plugin,
+        "table:cpu",
+        json!({"factor": "2"}),
+        false,
+    )
+    .expect_status(200);
+
+    // Rows of other tables in the same flush are not passed to a table:cpu trigger.
+    s.write_ok(
+        &db,
+        format!(
+            "cpu,host=a value=1.5 {NS}\ncpu,host=b value=4 {}\nmem,host=a value=100 {NS}",
+            NS + 1
+        ),
+        "",
+    );
+    let q = "SELECT host, value, columns, CAST(time AS BIGINT) AS t FROM cpu_derived ORDER BY host";
+    let rows = eventually(WAIT, "two rows in cpu_derived", || {
+        try_sql(s, &db, q).filter(|rows| rows.len() >= 2)
+    });
+    // `columns`: a row dict holds host, value and time.
+    assert_eq!(
+        Value::Array(rows),
+        json!([
+            {"host": "a", "value": 3.0, "columns": 3, "t": NS},
+            {"host": "b", "value": 8.0, "columns": 3, "t": NS + 1},
+        ])
+    );
+
+    // A later flush is seen too.
+    s.write_ok(&db, format!("cpu,host=c value=0.25 {}", NS + 2), "");
+    let rows = eventually(WAIT, "host c in cpu_derived", || {
+        try_sql(s, &db, q).filter(|rows| rows.len() >= 3)
+    });
+    assert_eq!(rows[2]["host"], "c");
+    assert_eq!(rows[2]["value"], 0.5);
+    assert_eq!(count(s, &db, "cpu_derived"), 3);
+
+    let errors: Vec<_> = engine_logs(s, &db, &trigger)
+        .into_iter()
+        .filter(|(level, _)| level == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "plugin errors: {errors:?}");
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. schedule plugin
+// ------------------------------------------------------------------------------------------
+
+const TICK_PLUGIN: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.write(
+        LineBuilder("ticks")
+        .tag("trigger", args["name"])
+        .int64_field("call_time", int(call_time.timestamp())))
+"#;
+
+#[test]
+fn schedule_plugin_every_second_fires_at_least_three_times() {
+    let s = server();
+    let db = unique_name("sched");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("tick"));
+    s.write_plugin(&plugin, TICK_PLUGIN);
+    let trigger = unique_name("tick");
+    let started = Instant::now();
+    create_trigger(
+        s,
+        &db,
+        &trigger,
+        &plugin,
+        "every:1s",
+        json!({"name": trigger}),
+        false,
+    )
+    .expect_status(200);
+
+    // Three runs need about 3 s (the first at the next whole second); the deadline leaves
+    // room for a loaded machine, the assertion is on the count.
+    let n = eventually(Duration::from_secs(8), "three scheduled runs", || {
+        let n = count(s, &db, "ticks");
+        (n >= 3).then_some(n)
+    });
+    eprintln!("{n} runs after {:?}", started.elapsed());
+
+    // Each run had its own scheduled instant: whole seconds, all different.
+    let rows = s.sql(
+        &db,
+        "SELECT call_time, \"trigger\" FROM ticks ORDER BY call_time",
+    );
+    let mut instants: Vec<i64> = rows
+        .iter()
+        .map(|r| r["call_time"].as_i64().unwrap())
+        .collect();
+    assert!(rows.iter().all(|r| r["trigger"] == trigger.as_str()));
+    let before = instants.len();
+    instants.dedup();
+    assert_eq!(instants.len(), before, "an instant ran twice: {rows:?}");
+
+    // Disabled, it stops: the count no longer grows (checked over a few periods).
+    set_enabled(s, &db, &trigger, false).expect_status(200);
+    let settled = count(s, &db, "ticks");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        count(s, &db, "ticks") <= settled + 1,
+        "a disabled schedule trigger kept running"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. request plugin
+// ------------------------------------------------------------------------------------------
+
+const ECHO_PLUGIN: &str = r#"
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    mode = query_parameters.get("mode")
+    if mode == "created":
+        return {"created": True}, 201
+    if mode == "text":
+        return "<b>hello</b>"
+    return {
+        "params": query_parameters,
+        "headers": request_headers,
+        "body": request_body.decode("utf-8"),
+        "args": args,
+    }
+"#;
+
+#[test]
+fn request_plugin_echoes_params_headers_and_body() {
+    let s = server();
+    let db = unique_name("req");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("echo"));
+    s.write_plugin(&plugin, ECHO_PLUGIN);
+    let trigger = unique_name("echo");
+    let path = format!("{}/sub", unique_name("echo"));
+    create_trigger(
+        s,
+        &db,
+        &trigger,
+        &plugin,
+        &format!("request:{path}"),
+        json!({"greeting": "hi"}),
+        false,
+    )
+    .expect_status(200);
+    engine_until(s, Method::GET, &path, 200);
+
+    let resp = s.request(
+        Method::POST,
+        &format!("/api/v3/engine/{path}?a=1&b=two+words&c=%2Fx%3Dy&a=2"),
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Custom-Header", "Some Value"),
+            ("Authorization", "Bearer secret-token"),
+        ],
+        Some(br#"{"hello": "world"}"#.to_vec()),
+    );
+    resp.expect_status(200);
+    assert!(
+        resp.header("content-type")
+            .is_some_and(|ct| ct.starts_with("application/json")),
+        "{}",
+        resp.describe()
+    );
+    let body = resp.json();
+    // Repeated keys: the last wins; values are percent-decoded, `+` is a space.
+    assert_eq!(
+        body["params"],
+        json!({"a": "2", "b": "two words", "c": "/x=y"})
+    );
+    assert_eq!(body["body"], r#"{"hello": "world"}"#);
+    assert_eq!(body["args"], json!({"greeting": "hi"}));
+    let headers = body["headers"].as_object().expect("headers dict");
+    assert_eq!(headers["x-custom-header"], "Some Value");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        headers.keys().all(|k| *k == k.to_lowercase()),
+        "header names not lower-case: {headers:?}"
+    );
+    assert!(
+        !headers.contains_key("authorization"),
+        "Authorization was passed to the plugin: {headers:?}"
+    );
+
+    // A GET without body.
+    let resp = s.get(&format!("/api/v3/engine/{path}?only=1"));
+    resp.expect_status(200);
+    assert_eq!(resp.json()["params"], json!({"only": "1"}));
+    assert_eq!(resp.json()["body"], "");
+
+    // (body, 201): the status, a JSON body in Python's default json.dumps form.
+    let resp = s.get(&format!("/api/v3/engine/{path}?mode=created"));
+    resp.expect_status(201);
+    assert!(resp
+        .header("content-type")
+        .is_some_and(|ct| ct.starts_with("application/json")));
+    assert_eq!(resp.text(), r#"{"created": true}"#);
+
+    // A str: text/html.
+    let resp = s.get(&format!("/api/v3/engine/{path}?mode=text"));
+    resp.expect_status(200);
+    assert!(
+        resp.header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/html")),
+        "{}",
+        resp.describe()
+    );
+    assert_eq!(resp.text(), "<b>hello</b>");
+
+    // No trigger on this path.
+    let resp = s.get(&format!("/api/v3/engine/{}", unique_name("nothing_here")));
+    assert_eq!(resp.status, 404, "{}", resp.describe());
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. a plugin that raises
+// ------------------------------------------------------------------------------------------
+
+const RAISING_PLUGIN: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    influxdb3_local.info("about to fail")
+    raise ValueError("boom from a wal plugin")
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    raise RuntimeError("boom from a request plugin")
+"#;
+
+#[test]
+fn a_raising_plugin_is_logged_and_the_server_stays_healthy() {
+    let s = server();
+    let db = unique_name("boom");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("boom"));
+    s.write_plugin(&plugin, RAISING_PLUGIN);
+    let wal = unique_name("boomwal");
+    create_trigger(s, &db, &wal, &plugin, "table:events", Value::Null, false).expect_status(200);
+    let req = unique_name("boomreq");
+    let path = unique_name("boom");
+    create_trigger(
+        s,
+        &db,
+        &req,
+        &plugin,
+        &format!("request:{path}"),
+        Value::Null,
+        false,
+    )
+    .expect_status(200);
+
+    s.write_ok(&db, format!("events,k=a v=1i {NS}"), "");
+    let first = eventually(
+        WAIT,
+        "the WAL plugin's error in processing_engine_logs",
+        || {
+            let logs = engine_logs(s, &db, &wal);
+            logs.iter()
+                .any(|(level, text)| level == "ERROR" && text.contains("boom from a wal plugin"))
+                .then_some(logs)
+        },
+    );
+    assert!(
+        first
+            .iter()
+            .any(|(level, text)| level == "INFO" && text == "about to fail"),
+        "{first:?}"
+    );
+
+    // The server is fine: health, writes and queries work, and the trigger goes on (log
+    // behaviour): the next flush fails again and is logged again.
+    s.assert_alive();
+    s.write_ok(&db, format!("events,k=b v=2i {}", NS + 1), "");
+    assert_eq!(count(s, &db, "events"), 2);
+    eventually(WAIT, "a second error for the second write", || {
+        let errors = engine_logs(s, &db, &wal)
+            .into_iter()
+            .filter(|(level, _)| level == "ERROR")
+            .count();
+        (errors >= 2).then_some(())
+    });
+
+    // A request plugin's exception: 500 with a JSON error naming it.
+    let resp = engine_until(s, Method::GET, &path, 500);
+    let body = resp.json();
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", resp.describe()));
+    assert!(
+        message.contains("boom from a request plugin"),
+        "{}",
+        resp.describe()
+    );
+    s.assert_alive();
+    eventually(
+        WAIT,
+        "the request plugin's error in processing_engine_logs",
+        || {
+            engine_logs(s, &db, &req)
+                .iter()
+                .any(|(level, text)| {
+                    level == "ERROR" && text.contains("boom from a request plugin")
+                })
+                .then_some(())
+        },
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. a package installed through the API
+// ------------------------------------------------------------------------------------------
+
+const SIX_PLUGIN: &str = r#"
+import six
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    return {"six": six.__version__, "text_type": six.text_type.__name__}
+"#;
+
+#[test]
+fn a_plugin_uses_a_package_installed_through_the_api() {
+    let s = server();
+    let resp = post_json(
+        s,
+        "/api/v3/configure/plugin_environment/install_packages",
+        json!({"packages": ["six==1.16.0"]}),
+    );
+    if resp.status != 200 {
+        let text = resp.text().to_lowercase();
+        let offline = [
+            "network",
+            "connection",
+            "resolve",
+            "unreachable",
+            "timed out",
+        ]
+        .iter()
+        .any(|w| text.contains(w));
+        if offline {
+            eprintln!("SKIPPED: no package index reachable: {}", resp.describe());
+            return;
+        }
+        panic!("install_packages failed:\n{}", resp.describe());
+    }
+    let db = unique_name("pkg");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("six"));
+    s.write_plugin(&plugin, SIX_PLUGIN);
+    let path = unique_name("six");
+    create_trigger(
+        s,
+        &db,
+        &unique_name("six"),
+        &plugin,
+        &format!("request:{path}"),
+        Value::Null,
+        false,
+    )
+    .expect_status(200);
+    let resp = engine_until(s, Method::GET, &path, 200);
+    assert_eq!(resp.json(), json!({"six": "1.16.0", "text_type": "str"}));
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. triggers survive a restart
+// ------------------------------------------------------------------------------------------
+
+const PING_PLUGIN: &str = r#"
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    return {"pong": args["who"]}
+"#;
+
+#[test]
+fn every_trigger_kind_survives_a_restart() {
+    let mut s = Server::start_with_plugins(&[]);
+    let db = "restart_db";
+    create_db(&s, db);
+    s.write_plugin("derive.py", DERIVE_PLUGIN);
+    s.write_plugin("tick.py", TICK_PLUGIN);
+    s.write_plugin("ping.py", PING_PLUGIN);
+    create_trigger(
+        &s,
+        db,
+        "t_wal",
+        "derive.py",
+        "table:cpu",
+        json!({"factor": "10"}),
+        false,
+    )
+    .expect_status(200);
+    create_trigger(
+        &s,
+        db,
+        "t_sched",
+        "tick.py",
+        "every:1s",
+        json!({"name": "t_sched"}),
+        false,
+    )
+    .expect_status(200);
+    create_trigger(
+        &s,
+        db,
+        "t_req",
+        "ping.py",
+        "request:ping",
+        json!({"who": "on"}),
+        false,
+    )
+    .expect_status(200);
+    create_trigger(
+        &s,
+        db,
+        "t_off",
+        "ping.py",
+        "request:off",
+        json!({"who": "off"}),
+        true,
+    )
+    .expect_status(200);
+
+    let listed = system_triggers(&s, db);
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|r| r["trigger_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["t_off", "t_req", "t_sched", "t_wal"]);
+    let disabled: Vec<bool> = listed
+        .iter()
+        .map(|r| r["disabled"].as_bool().unwrap())
+        .collect();
+    assert_eq!(disabled, [true, false, false, false]);
+    let args_before = s.sql(
+        db,
+        "SELECT trigger_name, argument_key, argument_value \
+         FROM system.processing_engine_trigger_arguments ORDER BY trigger_name, argument_key",
+    );
+    assert_eq!(args_before.len(), 4, "{args_before:?}");
+
+    // Everything works before the restart.
+    s.write_ok(db, format!("cpu,host=a value=1 {NS}"), "");
+    eventually(WAIT, "cpu_derived before the restart", || {
+        (count(&s, db, "cpu_derived") == 1).then_some(())
+    });
+    eventually(WAIT, "ticks before the restart", || {
+        (count(&s, db, "ticks") >= 1).then_some(())
+    });
+    assert_eq!(
+        engine_until(&s, Method::GET, "ping", 200).json(),
+        json!({"pong": "on"})
+    );
+    assert_eq!(s.get("/api/v3/engine/off").status, 404);
+
+    s.stop();
+    s.restart();
+
+    // Same definitions, same states.
+    assert_eq!(system_triggers(&s, db), listed);
+    assert_eq!(
+        s.sql(
+            db,
+            "SELECT trigger_name, argument_key, argument_value \
+             FROM system.processing_engine_trigger_arguments ORDER BY trigger_name, argument_key",
+        ),
+        args_before
+    );
+
+    // The enabled ones run again.
+    s.write_ok(db, format!("cpu,host=b value=2 {}", NS + 1), "");
+    let rows = eventually(WAIT, "cpu_derived after the restart", || {
+        try_sql(&s, db, "SELECT host, value FROM cpu_derived ORDER BY host")
+            .filter(|rows| rows.len() == 2)
+    });
+    assert_eq!(rows[1], json!({"host": "b", "value": 20.0}));
+    let ticks = count(&s, db, "ticks");
+    eventually(WAIT, "new scheduled runs after the restart", || {
+        (count(&s, db, "ticks") >= ticks + 2).then_some(())
+    });
+    assert_eq!(
+        engine_until(&s, Method::GET, "ping", 200).json(),
+        json!({"pong": "on"})
+    );
+    // The disabled one does not serve until it is enabled.
+    assert_eq!(s.get("/api/v3/engine/off").status, 404);
+    set_enabled(&s, db, "t_off", true).expect_status(200);
+    assert_eq!(
+        engine_until(&s, Method::GET, "off", 200).json(),
+        json!({"pong": "off"})
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 7. plugin test endpoints
+// ------------------------------------------------------------------------------------------
+
+const TEST_WAL_PLUGIN: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    influxdb3_local.info("arg1:", args["arg1"])
+    for batch in table_batches:
+        influxdb3_local.warn("table", batch["table_name"], len(batch["rows"]))
+        for row in batch["rows"]:
+            influxdb3_local.write(
+                LineBuilder("derived").tag("host", row["host"])
+                .int64_field("f", row["f"] * 10).time_ns(row["time"]))
+    influxdb3_local.write_to_db(args["other"], LineBuilder("other").int64_field("x", 1).time_ns(1302))
+    influxdb3_local.error("done")
+"#;
+
+const TEST_SCHEDULE_PLUGIN: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.info("k is", args["k"])
+    influxdb3_local.write(LineBuilder("sched").int64_field("second", call_time.second).time_ns(1000))
+"#;
+
+#[test]
+fn plugin_test_endpoints_return_logs_and_writes_without_applying_them() {
+    let s = server();
+    let db = unique_name("ptest");
+    create_db(s, &db);
+    let other = unique_name("ptest_other");
+    let wal_plugin = format!("{}.py", unique_name("twal"));
+    s.write_plugin(&wal_plugin, TEST_WAL_PLUGIN);
+
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/wal",
+        json!({
+            "filename": wal_plugin,
+            "database": db,
+            "input_lp": "cpu,host=a f=1i 500\ncpu,host=b f=2i 600",
+            "input_arguments": {"arg1": "v", "other": other},
+        }),
+    );
+    resp.expect_status(200);
+    let body = resp.json();
+    assert_eq!(body["errors"], json!([]), "{}", resp.describe());
+    let logs: Vec<&str> = body["log_lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", resp.describe()))
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logs.first(),
+        Some(&"INFO: starting execution of wal plugin."),
+        "{logs:?}"
+    );
+    assert_eq!(
+        &logs[1..4],
+        ["INFO: arg1: v", "WARN: table cpu 2", "ERROR: done"]
+    );
+    assert!(
+        logs.last()
+            .unwrap()
+            .starts_with("INFO: finished execution in "),
+        "{logs:?}"
+    );
+    let mut expected = serde_json::Map::new();
+    expected.insert(
+        db.clone(),
+        json!(["derived,host=a f=10i 500", "derived,host=b f=20i 600"]),
+    );
+    expected.insert(other.clone(), json!(["other x=1i 1302"]));
+    assert_eq!(body["database_writes"], Value::Object(expected));
+    // Nothing was applied.
+    assert!(!s.tables(&db).contains(&"derived".to_string()));
+    assert!(!s.database_exists(&other));
+
+    // A plugin that fails: one error, no logs, no writes; input that does not parse: an error.
+    let bad_plugin = format!("{}.py", unique_name("tbad"));
+    s.write_plugin(
+        &bad_plugin,
+        "def process_writes(influxdb3_local, table_batches, args=None):\n    1 / 0\n",
+    );
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/wal",
+        json!({"filename": bad_plugin, "database": db, "input_lp": "cpu f=1i 1"}),
+    );
+    resp.expect_status(200);
+    let body = resp.json();
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", resp.describe());
+    let error = errors[0].as_str().unwrap();
+    assert!(
+        error.starts_with("error executing plugin: ") && error.contains("ZeroDivisionError"),
+        "{error}"
+    );
+    assert_eq!(body["log_lines"], json!([]));
+    assert_eq!(body["database_writes"], json!({}));
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/wal",
+        json!({"filename": wal_plugin, "database": db, "input_lp": "cpu,host=a f="}),
+    );
+    resp.expect_status(200);
+    assert!(
+        resp.json()["errors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{}",
+        resp.describe()
+    );
+
+    // Unknown plugin file: 500 Plugin error.
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/wal",
+        json!({"filename": "no_such_plugin.py", "database": db, "input_lp": "cpu f=1i 1"}),
+    );
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text().starts_with("Plugin error: "),
+        "{}",
+        resp.describe()
+    );
+
+    // Schedule: called once for the next instant of the cron expression.
+    let sched_plugin = format!("{}.py", unique_name("tsched"));
+    s.write_plugin(&sched_plugin, TEST_SCHEDULE_PLUGIN);
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/schedule",
+        json!({"filename": sched_plugin, "database": db, "schedule": "*/5 * * * * *",
+               "input_arguments": {"k": "v"}}),
+    );
+    resp.expect_status(200);
+    let body = resp.json();
+    assert_eq!(body["errors"], json!([]), "{}", resp.describe());
+    let time = body["trigger_time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", resp.describe()));
+    // RFC 3339 UTC, e.g. 2025-06-17T12:00:05Z, on a multiple of 5 seconds.
+    assert!(time.ends_with('Z') && time.len() == 20, "{time}");
+    let second: u32 = time[17..19].parse().unwrap();
+    assert_eq!(second % 5, 0, "{time}");
+    assert!(
+        body["log_lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "INFO: k is v"),
+        "{}",
+        resp.describe()
+    );
+    let mut expected = serde_json::Map::new();
+    expected.insert(db.clone(), json!([format!("sched second={second}i 1000")]));
+    assert_eq!(body["database_writes"], Value::Object(expected));
+    assert!(!s.tables(&db).contains(&"sched".to_string()));
+
+    // The database must exist for a schedule test; a bad cron is an error in the body.
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/schedule",
+        json!({"filename": sched_plugin, "database": unique_name("absent")}),
+    );
+    resp.expect_status(200);
+    assert_eq!(resp.json()["errors"], json!(["couldn't find db"]));
+    assert_eq!(resp.json()["trigger_time"], Value::Null);
+    let resp = post_json(
+        s,
+        "/api/v3/plugin_test/schedule",
+        json!({"filename": sched_plugin, "database": db, "schedule": "not a cron"}),
+    );
+    resp.expect_status(200);
+    let errors = resp.json()["errors"].clone();
+    assert!(
+        errors[0]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid cron syntax")),
+        "{}",
+        resp.describe()
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 8. error answers
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn trigger_endpoint_errors() {
+    let s = server();
+    let db = unique_name("errs");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("ok"));
+    s.write_plugin(&plugin, PING_PLUGIN);
+
+    let resp = create_trigger(
+        s,
+        &db,
+        "t_missing",
+        "not_there.py",
+        "request:x1",
+        Value::Null,
+        false,
+    );
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text().starts_with("Plugin error: "),
+        "{}",
+        resp.describe()
+    );
+
+    let resp = create_trigger(
+        s,
+        &db,
+        "t_bad",
+        &plugin,
+        "sometimes:now",
+        Value::Null,
+        false,
+    );
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text()
+            .contains("failed to parse trigger from sometimes:now"),
+        "{}",
+        resp.describe()
+    );
+
+    let resp = create_trigger(
+        s,
+        &unique_name("nodb"),
+        "t",
+        &plugin,
+        "all_tables",
+        Value::Null,
+        false,
+    );
+    assert_eq!(resp.status, 404, "{}", resp.describe());
+
+    let path = unique_name("errs");
+    let name = unique_name("dup");
+    create_trigger(
+        s,
+        &db,
+        &name,
+        &plugin,
+        &format!("request:{path}"),
+        json!({"who": "x"}),
+        false,
+    )
+    .expect_status(200);
+    let resp = create_trigger(s, &db, &name, &plugin, "all_tables", Value::Null, false);
+    common::assert_body(
+        &resp,
+        409,
+        "attempted to create a resource that already exists",
+    );
+
+    let resp = delete_trigger(s, &db, &name, false);
+    common::assert_body(
+        &resp,
+        500,
+        &format!("Cannot delete running plugin {name}. Disable it first or use --force."),
+    );
+    let resp = delete_trigger(s, &db, "no_such_trigger", false);
+    assert_eq!(resp.status, 404, "{}", resp.describe());
+    let resp = set_enabled(s, &db, "no_such_trigger", true);
+    assert_eq!(resp.status, 404, "{}", resp.describe());
+
+    // Enable/disable are idempotent; force deletes a running trigger.
+    set_enabled(s, &db, &name, true).expect_status(200);
+    set_enabled(s, &db, &name, false).expect_status(200);
+    set_enabled(s, &db, &name, false).expect_status(200);
+    assert_eq!(s.get(&format!("/api/v3/engine/{path}")).status, 404);
+    set_enabled(s, &db, &name, true).expect_status(200);
+    engine_until(s, Method::GET, &path, 200);
+    delete_trigger(s, &db, &name, true).expect_status(200);
+    assert!(system_triggers(s, &db).is_empty());
+    eventually(WAIT, "a deleted request trigger stops serving", || {
+        (s.get(&format!("/api/v3/engine/{path}")).status == 404).then_some(())
+    });
+}
+
+#[test]
+fn engine_endpoints_without_a_plugin_dir_answer_clear_errors() {
+    let s = Server::start(&[]);
+    let db = "noplugins";
+    create_db(&s, db);
+    let resp = create_trigger(&s, db, "t", "p.py", "all_tables", Value::Null, false);
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text().starts_with("Plugin error: "),
+        "{}",
+        resp.describe()
+    );
+    assert!(
+        resp.text().contains("plugin directory"),
+        "{}",
+        resp.describe()
+    );
+
+    let resp = post_json(
+        &s,
+        "/api/v3/plugin_test/wal",
+        json!({"filename": "p.py", "database": db, "input_lp": "m f=1i 1"}),
+    );
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text().starts_with("Plugin error: "),
+        "{}",
+        resp.describe()
+    );
+
+    let resp = post_json(
+        &s,
+        "/api/v3/configure/plugin_environment/install_packages",
+        json!({"packages": ["six"]}),
+    );
+    assert_eq!(resp.status, 500, "{}", resp.describe());
+    assert!(
+        resp.text().starts_with("Processing engine error: "),
+        "{}",
+        resp.describe()
+    );
+
+    assert_eq!(s.get("/api/v3/engine/anything").status, 404);
+    assert!(system_triggers(&s, db).is_empty());
+    s.assert_alive();
+}
+
+// ------------------------------------------------------------------------------------------
+// 9. the CLI
+// ------------------------------------------------------------------------------------------
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn cli(server: &Server, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_gnomon"))
+        .args(args)
+        .env("GNOMON_HOST", server.url(""))
+        .env_remove("GNOMON_DATABASE")
+        .env_remove("GNOMON_TOKEN")
+        .output()
+        .expect("running the CLI");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn cli_trigger_round_trip() {
+    let s = server();
+    let db = unique_name("clitr");
+    create_db(s, &db);
+    let local = tempfile::tempdir().unwrap();
+    let plugin_name = format!("{}.py", unique_name("cli_echo"));
+    let plugin_path = local.path().join(&plugin_name);
+    std::fs::write(&plugin_path, ECHO_PLUGIN).unwrap();
+    let name = unique_name("clitrig");
+    let path = unique_name("cli");
+    let spec = format!("request:{path}");
+
+    let create_args = [
+        "create",
+        "trigger",
+        name.as_str(),
+        "-d",
+        db.as_str(),
+        "--path",
+        plugin_path.to_str().unwrap(),
+        "--upload",
+        "--trigger-spec",
+        spec.as_str(),
+        "--trigger-arguments",
+        "greeting=hi,query=a=b",
+    ];
+    let out = cli(s, &create_args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Trigger {name} created successfully")
+    );
+    // Uploaded under its file name, and serving.
+    assert_eq!(
+        std::fs::read_to_string(s.plugin_dir().join(&plugin_name)).unwrap(),
+        ECHO_PLUGIN
+    );
+    let resp = engine_until(s, Method::GET, &path, 200);
+    assert_eq!(
+        resp.json()["args"],
+        json!({"greeting": "hi", "query": "a=b"})
+    );
+
+    let out = cli(s, &create_args);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        "Create command failed: server responded with error [409 Conflict]: \
+         attempted to create a resource that already exists"
+    );
+
+    let show = |s: &Server| {
+        let out = cli(s, &["show", "plugins", "-d", &db, "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    };
+    let listed = show(s);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["trigger_name"], name.as_str());
+    assert_eq!(listed[0]["plugin_filename"], plugin_name.as_str());
+    assert_eq!(listed[0]["disabled"], false);
+    let out = cli(s, &["show", "plugins", "-d", &db]);
+    assert!(out.stdout.starts_with("+--"), "{}", out.stdout);
+    assert!(out.stdout.contains(&name), "{}", out.stdout);
+
+    let out = cli(s, &["delete", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("[500 Internal Server Error]")
+            && out.stderr.contains("Disable it first or use --force."),
+        "{}",
+        out.stderr
+    );
+
+    let out = cli(s, &["disable", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Trigger {name} disabled successfully")
+    );
+    assert_eq!(show(s)[0]["disabled"], true);
+    assert_eq!(s.get(&format!("/api/v3/engine/{path}")).status, 404);
+
+    let out = cli(s, &["enable", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Trigger {name} enabled successfully")
+    );
+    assert_eq!(show(s)[0]["disabled"], false);
+    engine_until(s, Method::GET, &path, 200);
+
+    let out = cli(s, &["disable", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = cli(s, &["delete", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Trigger {name} deleted successfully")
+    );
+    assert_eq!(show(s), json!([]));
+    let out = cli(s, &["delete", "trigger", &name, "-d", &db]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("[404 Not Found]"), "{}", out.stderr);
+
+    // The plugin test command prints the server's JSON.
+    let test_plugin = format!("{}.py", unique_name("cli_twal"));
+    s.write_plugin(&test_plugin, TEST_WAL_PLUGIN);
+    let other = unique_name("cli_other");
+    let out = cli(
+        s,
+        &[
+            "test",
+            "wal_plugin",
+            &test_plugin,
+            "-d",
+            &db,
+            "--lp",
+            "cpu,host=z f=4i 7",
+            "--input-arguments",
+            &format!("arg1=w,other={other}"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let body: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(body["errors"], json!([]));
+    assert_eq!(
+        body["database_writes"][&db],
+        json!(["derived,host=z f=40i 7"])
+    );
+    let out = cli(s, &["test", "schedule_plugin", "absent.py", "-d", &db]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("Test command failed: server responded with error [500"),
+        "{}",
+        out.stderr
+    );
+}
