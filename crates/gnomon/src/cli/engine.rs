@@ -418,14 +418,71 @@ pub async fn test(args: TestArgs) -> CliResult<()> {
         .await
         .map_err(|e| client.fail(format!("reading the response: {e}")))?;
     // Pretty-printed like influxdb3 does; a body that is not JSON is shown as it came.
-    match serde_json::from_str::<Value>(&text) {
-        Ok(value) => println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or(text.clone())
-        ),
-        Err(_) => println!("{}", text.trim_end()),
+    if serde_json::from_str::<Value>(&text).is_ok() {
+        println!("{}", indent_json(&text));
+    } else {
+        println!("{}", text.trim_end());
     }
     Ok(())
+}
+
+/// Re-indents valid JSON text keeping the server's key order (`log_lines`, then
+/// `database_writes`, then `errors`): parsing into `serde_json::Value` would sort the keys,
+/// and turning on serde_json's `preserve_order` would change every crate's JSON.
+fn indent_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                // An empty object or array stays on one line.
+                if matches!(chars.peek(), Some('}' | ']')) {
+                    out.push(chars.next().unwrap_or_default());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 // ------------------------------------------------------------------------------------------
@@ -853,6 +910,27 @@ mod tests {
         let cli = parse(&["show", "plugins", "-d", "db", "--format", "json"]).unwrap();
         assert!(matches!(cli.command, Command::Show(_)), "{cli:?}");
         assert!(SHOW_PLUGINS_SQL.contains("system.processing_engine_triggers"));
+    }
+
+    #[test]
+    fn json_is_indented_in_the_servers_key_order() {
+        let text = r#"{"log_lines":["INFO: a, b: {c}","x \\\" y"],"database_writes":{},"errors":[],"z":{"k":[1, 2.5,null,true]}}"#;
+        let pretty = indent_json(text);
+        assert_eq!(
+            pretty,
+            "{\n  \"log_lines\": [\n    \"INFO: a, b: {c}\",\n    \"x \\\\\\\" y\"\n  ],\n  \
+             \"database_writes\": {},\n  \"errors\": [],\n  \"z\": {\n    \"k\": [\n      \
+             1,\n      2.5,\n      null,\n      true\n    ]\n  }\n}"
+        );
+        // Same value, and for key-sorted input the same text as serde_json's pretty printer.
+        let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+        assert_eq!(reparsed, serde_json::from_str::<Value>(text).unwrap());
+        let sorted = r#"{"a":[1,{"b":"c"}],"d":{}}"#;
+        let value: Value = serde_json::from_str(sorted).unwrap();
+        assert_eq!(
+            indent_json(sorted),
+            serde_json::to_string_pretty(&value).unwrap()
+        );
     }
 
     #[test]
