@@ -1184,3 +1184,97 @@ fn cli_trigger_round_trip() {
         out.stderr
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// beyond the acceptance list: error behaviours, restricted trigger types, metrics
+// ------------------------------------------------------------------------------------------
+
+/// Fails on its first two calls (counted in the trigger's private cache), then writes.
+const FLAKY_PLUGIN: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    if not any(batch["table_name"] == "jobs" for batch in table_batches):
+        return
+    calls = influxdb3_local.cache.get("calls", 0) + 1
+    influxdb3_local.cache.put("calls", calls)
+    if calls <= 2:
+        raise RuntimeError("flaky call %d" % calls)
+    influxdb3_local.write(LineBuilder("done").int64_field("calls", calls))
+"#;
+
+#[test]
+fn retry_reruns_a_failed_call_and_disable_stops_the_trigger() {
+    let s = server();
+    let db = unique_name("retry");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("flaky"));
+    s.write_plugin(&plugin, FLAKY_PLUGIN);
+    let name = unique_name("retry");
+    let mut body = trigger_body(&db, &name, &plugin, "table:jobs", Value::Null, false);
+    body["trigger_settings"]["error_behavior"] = json!("retry");
+    post_json(s, TRIGGER, body).expect_status(200);
+
+    // One write, one flush: the same call is run until it succeeds, on its third try.
+    s.write_ok(&db, format!("jobs v=1i {NS}"), "");
+    let rows = eventually(WAIT, "the retried call's write", || {
+        try_sql(s, &db, "SELECT calls FROM done").filter(|rows| !rows.is_empty())
+    });
+    assert_eq!(Value::Array(rows), json!([{"calls": 3}]));
+    let errors: Vec<String> = engine_logs(s, &db, &name)
+        .into_iter()
+        .filter(|(level, _)| level == "ERROR")
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("flaky call 1") && errors[1].contains("flaky call 2"));
+
+    // error_behavior=disable: the first failure stops the trigger; later writes are not seen.
+    let db2 = unique_name("stop");
+    create_db(s, &db2);
+    let stopper = unique_name("stop");
+    let mut body = trigger_body(&db2, &stopper, &plugin, "table:jobs", Value::Null, false);
+    body["trigger_settings"]["error_behavior"] = json!("disable");
+    post_json(s, TRIGGER, body).expect_status(200);
+    s.write_ok(&db2, format!("jobs v=1i {NS}"), "");
+    eventually(WAIT, "the first failure", || {
+        engine_logs(s, &db2, &stopper)
+            .iter()
+            .any(|(_, text)| text.contains("flaky call 1"))
+            .then_some(())
+    });
+    // Two more flushes: a running trigger would fail once more, then write `done`. Absence
+    // can only be checked by waiting; 2 s is many flush intervals.
+    s.write_ok(&db2, format!("jobs v=2i {}", NS + 1), "");
+    s.write_ok(&db2, format!("jobs v=3i {}", NS + 2), "");
+    assert_eq!(count(s, &db2, "jobs"), 3);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(s, &db2, "done"), 0, "a stopped trigger ran again");
+    assert!(!engine_logs(s, &db2, &stopper)
+        .iter()
+        .any(|(_, text)| text.contains("flaky call 2")));
+}
+
+#[test]
+fn restricted_trigger_types_are_rejected_and_runs_are_counted_in_metrics() {
+    let s = Server::start_with_plugins(&["--restrict-plugin-triggers-to", "request"]);
+    let db = "restricted";
+    create_db(&s, db);
+    s.write_plugin("p.py", PING_PLUGIN);
+    for (spec, kind) in [("every:1s", "Schedule"), ("all_tables", "WalRows")] {
+        let resp = create_trigger(&s, db, "t", "p.py", spec, Value::Null, false);
+        common::assert_body(
+            &resp,
+            400,
+            &format!("invalid request: server is configured to reject {kind} plugin triggers"),
+        );
+    }
+    create_trigger(&s, db, "t", "p.py", "request:p", json!({"who": "m"}), false).expect_status(200);
+    engine_until(&s, Method::GET, "p", 200);
+    s.get("/api/v3/engine/p").expect_status(200);
+    let metrics = s.metrics();
+    let runs: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gnomon_plugin_runs_total") && l.contains("request"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(runs >= 2, "request runs not counted:\n{metrics}");
+}
