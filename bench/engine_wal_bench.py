@@ -7,7 +7,8 @@ Usage: engine_wal_bench.py GNOMON_BINARY LINE_PROTOCOL_FILE [--rounds N] [--load
 For each variant and round it starts a fresh server (own data and plugin dir, random port),
 creates the database (and, for the trigger variant, the trigger), then drives the file with
 ../shared/bench/load.py (override with LOAD_PY=...), and reads from /metrics how many plugin
-calls ran. Variants alternate (none, trigger, none, trigger, ...) so drift of the machine
+calls ran and the server's CPU time (which, unlike throughput, a busy machine
+barely moves). Variants alternate (none, trigger, none, trigger, ...) so drift of the machine
 hits both alike. Prints lines/s per run and the ratio of the medians.
 """
 
@@ -64,6 +65,13 @@ def plugin_runs(base):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process (Linux), load-independent unlike throughput."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_once(binary, lp_file, with_trigger, load_py, load_args):
     work = tempfile.mkdtemp(prefix="gnomon-engine-bench-")
     port = free_port()
@@ -92,7 +100,7 @@ def run_once(binary, lp_file, with_trigger, load_py, load_args):
         with open(out) as f:
             result = json.load(f)[0]
         time.sleep(1.0)  # let the last flushes reach the trigger
-        return result, plugin_runs(base)
+        return result, plugin_runs(base), cpu_seconds(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -110,19 +118,25 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     load_py = os.environ.get("LOAD_PY", os.path.join(here, "..", "..", "shared", "bench", "load.py"))
     rates = {False: [], True: []}
+    cpus = {False: [], True: []}
     for round_no in range(args.rounds):
         for with_trigger in (False, True):
-            result, runs = run_once(args.binary, args.lp_file, with_trigger, load_py, args.load)
+            result, runs, cpu = run_once(args.binary, args.lp_file, with_trigger, load_py,
+                                         args.load)
             rate = result["lines_per_s"]
             rates[with_trigger].append(rate)
+            cpus[with_trigger].append(cpu)
             label = "no-op all_tables trigger" if with_trigger else "no trigger"
             print(f"round {round_no + 1}: {label:26s} {rate:12,.0f} lines/s  "
                   f"p50 {result['lat_p50_ms']:.1f} ms  p99 {result['lat_p99_ms']:.1f} ms  "
-                  f"plugin calls {runs}",
+                  f"server CPU {cpu:.2f} s  plugin calls {runs}",
                   flush=True)
     none, trig = statistics.median(rates[False]), statistics.median(rates[True])
     print(f"median: none {none:,.0f} lines/s, trigger {trig:,.0f} lines/s, "
           f"trigger/none = {trig / none:.3f} ({(1 - trig / none) * 100:+.1f}% slower)")
+    cnone, ctrig = statistics.median(cpus[False]), statistics.median(cpus[True])
+    print(f"median server CPU: none {cnone:.2f} s, trigger {ctrig:.2f} s, "
+          f"trigger/none = {ctrig / cnone:.3f}")
 
 
 if __name__ == "__main__":
