@@ -14,7 +14,9 @@ use crate::error::EngineError;
 use crate::logs::{now_ns, LogLevel};
 use crate::python::{CallContext, LogTarget};
 use crate::schedule::Schedule;
-use crate::triggers::{cache_namespace, call_plugin, group_writes, Call, TestRows, TestValue};
+use crate::triggers::{
+    cache_namespace, call_plugin, group_writes, start_text, Call, TestRows, TestValue,
+};
 use crate::Inner;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,14 +80,12 @@ pub(crate) async fn test_wal(
             ))
         }
     };
-    let start = "starting execution of wal plugin.".to_string();
     run_test(
         inner,
         path,
         request.database,
         request.cache_name,
         request.input_arguments,
-        start,
         Call::TestRows(rows),
         None,
     )
@@ -116,10 +116,6 @@ pub(crate) async fn test_schedule(
             true,
         ));
     };
-    let start = format!(
-        "starting execution with scheduled time {}",
-        time.format("%Y-%m-%d %H:%M:%S UTC")
-    );
     let trigger_time = time.to_rfc3339_opts(SecondsFormat::Secs, true);
     run_test(
         inner,
@@ -127,7 +123,6 @@ pub(crate) async fn test_schedule(
         request.database,
         request.cache_name,
         request.input_arguments,
-        start,
         Call::Schedule(time),
         Some(trigger_time),
     )
@@ -141,7 +136,6 @@ async fn run_test(
     database: String,
     cache_name: Option<String>,
     arguments: Option<BTreeMap<String, String>>,
-    start_text: String,
     call: Call,
     trigger_time: Option<String>,
 ) -> Result<TestResponse, EngineError> {
@@ -153,7 +147,7 @@ async fn run_test(
         logs: LogTarget::Collect(Mutex::new(Vec::new())),
         collected_sync_writes: Some(Mutex::new(Vec::new())),
     });
-    ctx.logs.log(LogLevel::Info, start_text);
+    ctx.logs.log(LogLevel::Info, start_text(&call));
     let namespace = cache_namespace(
         "\u{0}test",
         cache_name.as_deref().unwrap_or(DEFAULT_TEST_CACHE),

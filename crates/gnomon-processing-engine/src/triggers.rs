@@ -237,6 +237,17 @@ fn plugin_kind_name(kind: PluginType) -> &'static str {
     }
 }
 
+/// What the engine logs before each invocation (ENGINE.md §6.1).
+pub(crate) fn start_text(call: &Call) -> String {
+    match call {
+        Call::Schedule(time) => format!(
+            "starting execution with scheduled time {}",
+            time.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        _ => format!("starting execution of {}.", plugin_kind_name(call.kind())),
+    }
+}
+
 /// One invocation of a running trigger, with its logs, metrics and buffered writes.
 /// Returns the plugin's error, if any.
 async fn execute(
@@ -245,14 +256,7 @@ async fn execute(
     call: Call,
 ) -> (Option<String>, Option<PluginResponse>) {
     let kind = call.kind();
-    let start_text = match &call {
-        Call::Schedule(time) => format!(
-            "starting execution with scheduled time {}",
-            time.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
-        _ => format!("starting execution of {}.", plugin_kind_name(kind)),
-    };
-    trigger.log(inner, LogLevel::Info, start_text);
+    trigger.log(inner, LogLevel::Info, start_text(&call));
     let started = Instant::now();
     let outcome = call_plugin(
         inner,

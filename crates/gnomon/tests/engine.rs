@@ -100,6 +100,12 @@ fn set_enabled(server: &Server, db: &str, name: &str, enabled: bool) -> Resp {
 }
 
 /// Rows of a query that may not answer yet (table not created so far): `None` unless 200.
+/// `resp` has `status` and a body starting with `prefix`.
+fn assert_error(resp: &Resp, status: u16, prefix: &str) {
+    assert_eq!(resp.status, status, "{}", resp.describe());
+    assert!(resp.text().starts_with(prefix), "{}", resp.describe());
+}
+
 fn try_sql(server: &Server, db: &str, q: &str) -> Option<Vec<Value>> {
     let resp = server.query_sql(db, q, "json");
     if resp.status != 200 {
@@ -806,12 +812,7 @@ fn plugin_test_endpoints_return_logs_and_writes_without_applying_them() {
         "/api/v3/plugin_test/wal",
         json!({"filename": "no_such_plugin.py", "database": db, "input_lp": "cpu f=1i 1"}),
     );
-    assert_eq!(resp.status, 500, "{}", resp.describe());
-    assert!(
-        resp.text().starts_with("Plugin error: "),
-        "{}",
-        resp.describe()
-    );
+    assert_error(&resp, 500, "Plugin error: ");
 
     // Schedule: called once for the next instant of the cron expression.
     let sched_plugin = format!("{}.py", unique_name("tsched"));
@@ -892,12 +893,7 @@ fn trigger_endpoint_errors() {
         Value::Null,
         false,
     );
-    assert_eq!(resp.status, 500, "{}", resp.describe());
-    assert!(
-        resp.text().starts_with("Plugin error: "),
-        "{}",
-        resp.describe()
-    );
+    assert_error(&resp, 500, "Plugin error: ");
 
     let resp = create_trigger(
         s,
@@ -977,12 +973,7 @@ fn engine_endpoints_without_a_plugin_dir_answer_clear_errors() {
     let db = "noplugins";
     create_db(&s, db);
     let resp = create_trigger(&s, db, "t", "p.py", "all_tables", Value::Null, false);
-    assert_eq!(resp.status, 500, "{}", resp.describe());
-    assert!(
-        resp.text().starts_with("Plugin error: "),
-        "{}",
-        resp.describe()
-    );
+    assert_error(&resp, 500, "Plugin error: ");
     assert!(
         resp.text().contains("plugin directory"),
         "{}",
@@ -994,24 +985,14 @@ fn engine_endpoints_without_a_plugin_dir_answer_clear_errors() {
         "/api/v3/plugin_test/wal",
         json!({"filename": "p.py", "database": db, "input_lp": "m f=1i 1"}),
     );
-    assert_eq!(resp.status, 500, "{}", resp.describe());
-    assert!(
-        resp.text().starts_with("Plugin error: "),
-        "{}",
-        resp.describe()
-    );
+    assert_error(&resp, 500, "Plugin error: ");
 
     let resp = post_json(
         &s,
         "/api/v3/configure/plugin_environment/install_packages",
         json!({"packages": ["six"]}),
     );
-    assert_eq!(resp.status, 500, "{}", resp.describe());
-    assert!(
-        resp.text().starts_with("Processing engine error: "),
-        "{}",
-        resp.describe()
-    );
+    assert_error(&resp, 500, "Processing engine error: ");
 
     assert_eq!(s.get("/api/v3/engine/anything").status, 404);
     assert!(system_triggers(&s, db).is_empty());
