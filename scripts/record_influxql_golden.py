@@ -191,6 +191,50 @@ Q += [
  "SELECT mode(free) FROM mem",
 ]
 
+# Subqueries: the inner result (its tags as group keys) is the outer query's input; the inner
+# query inherits the outer time range, GROUP BY tags and (when it has none) interval.
+Q += [
+ f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m), host)",
+ f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m), host) GROUP BY host",
+ f"SELECT mean(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m), host) WHERE {R} GROUP BY time(2m)",
+ f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m), host) WHERE {R} GROUP BY time(2m)",
+ f"SELECT mean FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m))",
+ f"SELECT mean FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(0))",
+ f"SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu) WHERE {R} GROUP BY time(1m)",
+ f"SELECT last(m) FROM (SELECT max(usage) AS m FROM cpu WHERE {R} GROUP BY time(1m))",
+ "SELECT * FROM (SELECT usage, host FROM cpu)",
+ "SELECT * FROM (SELECT usage FROM cpu GROUP BY host)",
+ "SELECT usage FROM (SELECT usage FROM cpu GROUP BY host) WHERE host = 'a'",
+ "SELECT usage FROM (SELECT usage FROM cpu) WHERE host = 'a'",
+ "SELECT usage FROM (SELECT usage FROM cpu) GROUP BY *",
+ "SELECT * FROM (SELECT usage FROM cpu GROUP BY region) GROUP BY *",
+ "SELECT sum(usage) FROM (SELECT usage FROM cpu WHERE usage > 1)",
+ "SELECT usage FROM (SELECT usage FROM cpu WHERE usage > 2) WHERE usage < 5",
+ "SELECT count(free) FROM (SELECT free FROM mem GROUP BY host), cpu",
+ "SELECT max(v) FROM (SELECT usage AS v FROM cpu), (SELECT free AS v FROM mem)",
+ "SELECT mean(m) FROM (SELECT max(usage) AS m FROM cpu GROUP BY host)",
+ "SELECT sum(max) FROM (SELECT max(usage) FROM cpu GROUP BY host)",
+ "SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu) GROUP BY host",
+ "SELECT m FROM (SELECT mean(usage) AS m FROM cpu) GROUP BY host",
+ "SELECT mean(usage) FROM (SELECT usage FROM cpu GROUP BY region) GROUP BY host",
+ "SELECT mean(idle) FROM (SELECT * FROM cpu) GROUP BY region",
+ "SELECT max(usage) FROM (SELECT * FROM cpu)",
+ "SELECT count(usage) FROM (SELECT usage, idle FROM cpu WHERE idle > 10)",
+ "SELECT usage FROM (SELECT usage FROM cpu) WHERE time > 1700000100s",
+ "SELECT m FROM (SELECT mean(usage) AS m FROM cpu) WHERE time > 1700000100s",
+ "SELECT m FROM (SELECT mean(usage) AS m FROM cpu WHERE time > 1700000100s) WHERE time > 1700000200s",
+ f"SELECT mean(usage) FROM (SELECT usage FROM cpu) WHERE {R} GROUP BY time(2m)",
+ "SELECT u FROM (SELECT usage * 2 AS u FROM cpu WHERE host = 'b')",
+ "SELECT usage FROM (SELECT usage FROM cpu LIMIT 2)",
+ "SELECT usage FROM (SELECT usage FROM cpu) LIMIT 2",
+ "SELECT usage FROM (SELECT usage FROM cpu) ORDER BY time DESC",
+ "SELECT usage FROM (SELECT usage FROM cpu ORDER BY time DESC)",
+ "SELECT derivative(usage) FROM (SELECT usage FROM cpu)",
+ "SELECT usage FROM (SELECT usage FROM nosuch)",
+ "SELECT mean FROM (SELECT mean(usage) FROM /.*/)",
+ "SELECT max(m) FROM (SELECT max(usage) AS m FROM (SELECT usage FROM cpu GROUP BY host) GROUP BY host)",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

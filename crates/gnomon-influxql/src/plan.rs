@@ -75,11 +75,20 @@ enum Kind {
     Field,
 }
 
+/// Where a measurement's rows come from.
+#[derive(Debug, Clone)]
+enum Source {
+    Provider(Arc<dyn datafusion::catalog::TableProvider>),
+    /// A subquery's rows for this measurement: `time`, its `GROUP BY` tags (as tags), then
+    /// its output columns (as fields).
+    Subquery(LogicalPlan),
+}
+
 /// One measurement's columns (time excluded).
 #[derive(Debug, Clone)]
 struct Table {
     name: String,
-    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    source: Source,
     columns: BTreeMap<String, (Kind, DataType)>,
 }
 
@@ -103,6 +112,23 @@ pub async fn plan_select(
     tables: &dyn SchemaProvider,
     now: i64,
 ) -> Result<PlannedSelect> {
+    plan_select_boxed(stmt, tables, now).await
+}
+
+/// Subqueries plan their inner statement first: the recursion needs a boxed future.
+fn plan_select_boxed<'a>(
+    stmt: &'a SelectStatement,
+    tables: &'a dyn SchemaProvider,
+    now: i64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PlannedSelect>> + Send + 'a>> {
+    Box::pin(plan_select_inner(stmt, tables, now))
+}
+
+async fn plan_select_inner(
+    stmt: &SelectStatement,
+    tables: &dyn SchemaProvider,
+    now: i64,
+) -> Result<PlannedSelect> {
     let info = semantic::validate_select(stmt)?;
     let tz = stmt
         .timezone
@@ -116,18 +142,16 @@ pub async fn plan_select(
             return not_implemented(format!("tz('{}')", zone.name()));
         }
     }
-    let split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
-
-    let resolved = resolve_tables(stmt, tables).await?;
-    let group_tags = group_by_tags(stmt, &resolved)?;
-    let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
-
-    let mut split = split;
+    let mut split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
     if info.group_by_time.is_some() && split.range.upper.is_none() {
         // With windows and no upper bound, InfluxQL stops at the query's start time.
         split.range.upper = Some(now);
         split.empty |= split.range.is_empty();
     }
+
+    let resolved = resolve_tables(stmt, tables, now, &split).await?;
+    let group_tags = group_by_tags(stmt, &resolved)?;
+    let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
     if stmt.fill == Some(Fill::Linear) {
         return not_implemented("fill(linear)");
     }
@@ -248,16 +272,30 @@ pub async fn plan_select(
     })
 }
 
-async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> Result<Vec<Table>> {
+async fn resolve_tables(
+    stmt: &SelectStatement,
+    tables: &dyn SchemaProvider,
+    now: i64,
+    split: &SplitCondition,
+) -> Result<Vec<Table>> {
     let mut names: Vec<String> = Vec::new();
     let all = {
         let mut t = tables.table_names();
         t.sort();
         t
     };
+    let mut subqueries = Vec::new();
     for from in &stmt.from {
         match from {
-            MeasurementSelection::Subquery(_) => return not_implemented("subqueries"),
+            MeasurementSelection::Subquery(sub) => {
+                let sub = adapt_subquery(sub, stmt, split)?;
+                // One inner plan per measurement, so that each keeps its name as in 1.x.
+                for m in source_names(&sub, &all)? {
+                    let restricted = restrict_to(&sub, &m, &all)?;
+                    let planned = plan_select_boxed(&restricted, tables, now).await?;
+                    subqueries.push(Table::from_subquery(m, planned)?);
+                }
+            }
             MeasurementSelection::Name(q) => match &q.name {
                 MeasurementName::Name(n) => {
                     if all.iter().any(|t| t == &n.0) && !names.contains(&n.0) {
@@ -283,6 +321,123 @@ async fn resolve_tables(stmt: &SelectStatement, tables: &dyn SchemaProvider) -> 
         };
         out.push(Table::new(name, provider));
     }
+    out.extend(subqueries);
+    Ok(out)
+}
+
+/// The inner statement as InfluxDB 1.x runs it under `outer`: it inherits the outer time
+/// range, the outer `GROUP BY` tags, and (when it has none but aggregates) the outer
+/// `GROUP BY time()` interval.
+fn adapt_subquery(
+    sub: &SelectStatement,
+    outer: &SelectStatement,
+    split: &SplitCondition,
+) -> Result<SelectStatement> {
+    let descending = |s: &SelectStatement| s.order_by == Some(Order::Descending);
+    if sub.order_by.is_some() && descending(sub) != descending(outer) {
+        return plan_err("subqueries must be ordered in the same direction as the query itself");
+    }
+    let mut sub = sub.clone();
+    sub.order_by = outer.order_by;
+    let mut dims = sub.group_by.take().unwrap_or_default();
+    let inner_time = dims.iter().any(|d| matches!(d, Dimension::Time { .. }));
+    for d in outer.group_by.iter().flatten() {
+        match d {
+            Dimension::Tag(t)
+                if !dims
+                    .iter()
+                    .any(|x| matches!(x, Dimension::Tag(y) if y == t)) =>
+            {
+                dims.push(d.clone())
+            }
+            Dimension::Time { .. }
+                if !inner_time && semantic::validate_select(&sub)?.has_aggregate =>
+            {
+                dims.push(d.clone())
+            }
+            _ => {}
+        }
+    }
+    sub.group_by = (!dims.is_empty()).then_some(dims);
+    let time = || ast::Expr::VarRef {
+        name: Ident::new(TIME),
+        data_type: None,
+    };
+    let bound = |op, ns: i64| ast::Expr::Binary {
+        lhs: Box::new(time()),
+        op,
+        rhs: Box::new(ast::Expr::Literal(Literal::Integer(ns))),
+    };
+    // (Contradictory outer bounds need nothing here: the outer scan then reads nothing.)
+    let mut extra = Vec::new();
+    if let Some(l) = split.range.lower {
+        extra.push(bound(BinaryOp::GtEq, l));
+    }
+    if let Some(u) = split.range.upper {
+        extra.push(bound(BinaryOp::LtEq, u));
+    }
+    for e in extra {
+        sub.condition = Some(match sub.condition.take() {
+            Some(c) => ast::Expr::Binary {
+                lhs: Box::new(ast::Expr::Nested(Box::new(c))),
+                op: BinaryOp::And,
+                rhs: Box::new(e),
+            },
+            None => e,
+        });
+    }
+    Ok(sub)
+}
+
+/// The measurements a statement reads, through its subqueries, sorted.
+fn source_names(stmt: &SelectStatement, all: &[String]) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for from in &stmt.from {
+        match from {
+            MeasurementSelection::Name(q) => match &q.name {
+                MeasurementName::Name(n) => {
+                    if all.contains(&n.0) {
+                        out.insert(n.0.clone());
+                    }
+                }
+                MeasurementName::Regex(r) => {
+                    let re = compile_regex(&r.0)?;
+                    out.extend(all.iter().filter(|t| re.is_match(t)).cloned());
+                }
+            },
+            MeasurementSelection::Subquery(s) => out.extend(source_names(s, all)?),
+        }
+    }
+    Ok(out)
+}
+
+/// `stmt` reading only measurement `m` (at every subquery level).
+fn restrict_to(stmt: &SelectStatement, m: &str, all: &[String]) -> Result<SelectStatement> {
+    let mut out = stmt.clone();
+    out.from.clear();
+    for from in &stmt.from {
+        match from {
+            MeasurementSelection::Name(q) => {
+                let keep = match &q.name {
+                    MeasurementName::Name(n) => n.0 == m,
+                    MeasurementName::Regex(r) => compile_regex(&r.0)?.is_match(m),
+                };
+                if keep {
+                    let mut q = q.clone();
+                    q.name = MeasurementName::Name(Ident::new(m));
+                    out.from.push(MeasurementSelection::Name(q));
+                }
+            }
+            MeasurementSelection::Subquery(s) => {
+                if source_names(s, all)?.contains(m) {
+                    out.from
+                        .push(MeasurementSelection::Subquery(Box::new(restrict_to(
+                            s, m, all,
+                        )?)));
+                }
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -304,9 +459,42 @@ impl Table {
             .collect();
         Table {
             name,
-            provider,
+            source: Source::Provider(provider),
             columns,
         }
+    }
+
+    /// A subquery's output as a measurement: its `GROUP BY` tags are tags (dictionaries, as in
+    /// a stored table), its other columns fields.
+    fn from_subquery(name: String, planned: PlannedSelect) -> Result<Self> {
+        let schema = Arc::clone(planned.plan.schema());
+        let mut proj = Vec::new();
+        let mut columns = BTreeMap::new();
+        for f in schema.fields() {
+            let n = f.name();
+            if n == MEASUREMENT_COLUMN {
+                continue;
+            }
+            let c = col(datafusion::common::Column::from_name(n));
+            if n == TIME {
+                proj.push(c);
+            } else if planned.tag_columns.contains(n) {
+                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                proj.push(cast(c, t.clone()).alias(n));
+                columns.insert(n.clone(), (Kind::Tag, t));
+            } else {
+                proj.push(c);
+                columns.insert(n.clone(), (Kind::Field, f.data_type().clone()));
+            }
+        }
+        let plan = LogicalPlanBuilder::from(planned.plan)
+            .project(proj)?
+            .build()?;
+        Ok(Table {
+            name,
+            source: Source::Subquery(plan),
+            columns,
+        })
     }
 }
 
@@ -488,18 +676,22 @@ fn contains_wildcard_arg(e: &ast::Expr) -> bool {
 }
 
 fn scan(table: &Table, split: &SplitCondition) -> Result<LogicalPlanBuilder> {
-    let mut b = LogicalPlanBuilder::scan(
-        table.name.as_str(),
-        provider_as_source(Arc::clone(&table.provider)),
-        None,
-    )?;
+    let mut b = match &table.source {
+        Source::Provider(p) => {
+            LogicalPlanBuilder::scan(table.name.as_str(), provider_as_source(Arc::clone(p)), None)?
+        }
+        Source::Subquery(plan) => LogicalPlanBuilder::from(plan.clone()),
+    };
     if split.empty {
         return b.filter(lit(false));
     }
-    if let Some(l) = split.range.lower {
+    // A subquery already ran under the outer time range, and its rows keep the times it gave
+    // them (window starts may precede the range), which 1.x does not filter again.
+    let bounded = matches!(table.source, Source::Provider(_));
+    if let Some(l) = split.range.lower.filter(|_| bounded) {
         b = b.filter(ident(TIME).gt_eq(ts(l)))?;
     }
-    if let Some(u) = split.range.upper {
+    if let Some(u) = split.range.upper.filter(|_| bounded) {
         b = b.filter(ident(TIME).lt_eq(ts(u)))?;
     }
     if let Some(r) = &split.residual {

@@ -113,7 +113,8 @@ fn cell(array: &dyn Array, row: usize) -> Result<Cell, EncodeError> {
 }
 
 /// Splits planned rows into series. `tag_columns` are the `GROUP BY` tags; with
-/// `group_by_tags` false the series carry no `tags` key.
+/// `group_by_tags` false (or no tag columns, as 1.x omits an empty tag set) the series carry
+/// no `tags` key.
 pub fn series_from_batches(
     batches: &[RecordBatch],
     tag_columns: &[String],
@@ -160,7 +161,7 @@ pub fn series_from_batches(
                 pairs.sort();
                 out.push(Series {
                     name: key.0.clone(),
-                    tags: group_by_tags.then_some(pairs),
+                    tags: (group_by_tags && !pairs.is_empty()).then_some(pairs),
                     columns: columns.clone(),
                     values: Vec::new(),
                 });
