@@ -235,6 +235,25 @@ Q += [
  "SELECT max(m) FROM (SELECT max(usage) AS m FROM (SELECT usage FROM cpu GROUP BY host) GROUP BY host)",
 ]
 
+# fill(linear): straight lines between the known windows of a series, nothing outside them.
+Q += [
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(linear)",
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(30s) fill(linear)",
+ f"SELECT count(usage) FROM cpu WHERE {R} GROUP BY time(30s) fill(linear)",
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(30s), host fill(linear)",
+ f"SELECT sum(free) FROM mem WHERE {R} GROUP BY time(20s) fill(linear)",
+ "SELECT mean(usage) FROM cpu WHERE time < 1700000400s GROUP BY time(30s) fill(linear)",
+ "SELECT sum(free) FROM mem WHERE time < 1700000400s GROUP BY time(20s), host fill(linear)",
+ f"SELECT max(idle), min(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(linear)",
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(linear) ORDER BY time DESC",
+ f"SELECT derivative(mean(usage)) FROM cpu WHERE {R} GROUP BY time(30s) fill(linear)",
+ f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(30s) fill(linear))",
+ f"SELECT derivative(mean(usage)) FROM cpu WHERE {R} GROUP BY time(30s)",
+ f"SELECT non_negative_derivative(mean(usage)) FROM cpu WHERE {R} GROUP BY time(30s)",
+ "SELECT sum(free) FROM mem WHERE time < 1700000400s GROUP BY time(20s), host",
+ "SELECT sum(free) FROM mem WHERE time < 1700000400s GROUP BY time(20s), host fill(0)",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

@@ -152,9 +152,6 @@ async fn plan_select_inner(
     let resolved = resolve_tables(stmt, tables, now, &split).await?;
     let group_tags = group_by_tags(stmt, &resolved)?;
     let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
-    if stmt.fill == Some(Fill::Linear) {
-        return not_implemented("fill(linear)");
-    }
     let mut plans = Vec::new();
     for table in &resolved {
         let p = if let Some((name, arg)) = distinct_or_mode(&fields) {
@@ -1423,7 +1420,9 @@ fn plan_transformations(
                 .collect();
             let p = plan_aggregate(table, split, group_tags, &inner, info)?;
             let p = match (info.group_by_time, fill) {
-                (Some(g), Some(f @ (Fill::Value(_) | Fill::Previous))) if !split.empty => {
+                (Some(g), Some(f @ (Fill::Value(_) | Fill::Previous | Fill::Linear)))
+                    if !split.empty =>
+                {
                     gap_fill(p, table, group_tags, &inner, g, split, f)?
                 }
                 _ => p,
@@ -1544,7 +1543,11 @@ fn plan_transformations(
         let value = match *name {
             "difference" | "non_negative_difference" => v - name_of(w.as_ref().expect("lag")),
             "derivative" | "non_negative_derivative" => {
-                let unit = duration_arg(args, 1, 1_000_000_000);
+                // Over GROUP BY time() windows the unit defaults to the interval, as in 1.x.
+                let default_unit = windowed
+                    .and_then(|(info, _)| info.group_by_time)
+                    .map_or(1_000_000_000, |g| g.interval);
+                let unit = duration_arg(args, 1, default_unit);
                 (cast(v, DataType::Float64)
                     - cast(name_of(w.as_ref().expect("lag")), DataType::Float64))
                     / (cast(dt, DataType::Float64) / lit(unit as f64))
@@ -1605,7 +1608,11 @@ fn gap_fill(
         }
         return gap_fill_node(aggregated, table, tags, fields, stride, lower, upper, fill);
     }
-    // No lower bound: windows start at the first one with data.
+    // No lower bound: each series' windows start at its first window with data, as in 1.x:
+    // the windows from the earliest one, crossed with the series, from each series' own.
+    // (A per-series generate_series + unnest would be shorter, but DataFusion keeps the
+    // aggregate's "one row per series" through the unnest and then drops `time` from the
+    // final sort.)
     let start = LogicalPlanBuilder::from(aggregated.clone())
         .aggregate(
             Vec::<DfExpr>::new(),
@@ -1627,19 +1634,22 @@ fn gap_fill(
         )
         .alias("__wt")])?
         .build()?;
-    // Every series (tag set) that has data gets every window.
     let key_names: Vec<String> = (0..tags.len()).map(|i| format!("__k{i}")).collect();
     let keys = LogicalPlanBuilder::from(aggregated.clone())
         .aggregate(
             tags.iter().map(ident).collect::<Vec<_>>(),
-            vec![agg::count(lit(1)).alias("__n")],
+            vec![agg::min(ident(TIME)).alias("__first")],
         )?
         .project(
             tags.iter()
                 .zip(&key_names)
                 .map(|(t, k)| ident(t).alias(k))
-                .chain(std::iter::once(lit(1i64).alias("__one"))),
+                .chain(std::iter::once(ident("__first"))),
         )?
+        .build()?;
+    let series_windows = LogicalPlanBuilder::from(keys)
+        .cross_join(windows)?
+        .filter(ident("__wt").gt_eq(ident("__first")))?
         .build()?;
     let mut left_keys: Vec<datafusion::common::Column> = key_names
         .iter()
@@ -1651,7 +1661,7 @@ fn gap_fill(
         .map(datafusion::common::Column::from_name)
         .collect();
     right_keys.push(datafusion::common::Column::from_name(TIME));
-    let joined = LogicalPlanBuilder::from(keys).cross_join(windows)?.join(
+    let joined = LogicalPlanBuilder::from(series_windows).join(
         aggregated,
         datafusion::logical_expr::JoinType::Left,
         (left_keys, right_keys),
@@ -1684,9 +1694,14 @@ fn gap_fill(
                 .partition_by(partition.clone())
                 .order_by(vec![ident("__wt").sort(true, false)])
                 .build()?,
-            Fill::Linear => return not_implemented("fill(linear)"),
+            // Interpolated below, once the empty windows exist.
+            Fill::Linear => v,
         };
         proj.push(filled.alias(name));
+    }
+    if matches!(fill, Fill::Linear) {
+        let b = joined.project(proj)?;
+        return linear_fill(b, tags, fields, g.interval)?.build();
     }
     let builder = if matches!(fill, Fill::Previous) {
         // Window expressions must be computed before they can be projected.
@@ -1713,6 +1728,94 @@ fn gap_fill(
         joined.project(proj)?
     };
     builder.build()
+}
+
+/// `fill(linear)` over rows that already have every window (empty ones null): each null
+/// between two known values of its series is the straight line between them, at its window
+/// time; nulls before the first or after the last known value stay null. Integers are
+/// truncated, as 1.x does.
+fn linear_fill(
+    b: LogicalPlanBuilder,
+    tags: &[String],
+    fields: &[(ast::Expr, String)],
+    interval: i64,
+) -> Result<LogicalPlanBuilder> {
+    use datafusion::logical_expr::expr::NullTreatment;
+    use datafusion::logical_expr::{WindowFrame, WindowFrameBound, WindowFrameUnits};
+    let partition: Vec<DfExpr> = tags.iter().map(ident).collect();
+    let schema = Arc::clone(b.schema());
+    let before = WindowFrame::new_bounds(
+        WindowFrameUnits::Rows,
+        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+        WindowFrameBound::CurrentRow,
+    );
+    let after = WindowFrame::new_bounds(
+        WindowFrameUnits::Rows,
+        WindowFrameBound::CurrentRow,
+        WindowFrameBound::Following(ScalarValue::UInt64(None)),
+    );
+    let nearest = |e: DfExpr, frame: &WindowFrame, last: bool, alias: String| -> Result<DfExpr> {
+        let f = if last {
+            datafusion::functions_window::expr_fn::last_value(e)
+        } else {
+            datafusion::functions_window::expr_fn::first_value(e)
+        };
+        Ok(f.null_treatment(NullTreatment::IgnoreNulls)
+            .partition_by(partition.clone())
+            .order_by(vec![ident(TIME).sort(true, false)])
+            .window_frame(frame.clone())
+            .build()?
+            .alias(alias))
+    };
+    let mut windows = Vec::new();
+    let mut out: Vec<DfExpr> = vec![ident(MEASUREMENT_COLUMN), ident(TIME)];
+    out.extend(tags.iter().map(ident));
+    let as_f64 = |e: DfExpr| cast(e, DataType::Float64);
+    for (i, (_, name)) in fields.iter().enumerate() {
+        let ty = schema
+            .field_with_unqualified_name(name)?
+            .data_type()
+            .clone();
+        if !ty.is_numeric() {
+            out.push(ident(name));
+            continue;
+        }
+        let v = ident(name);
+        let known_time = DfExpr::Case(datafusion::logical_expr::expr::Case::new(
+            None,
+            vec![(
+                Box::new(v.clone().is_not_null()),
+                Box::new(cast(ident(TIME), DataType::Int64)),
+            )],
+            None,
+        ));
+        windows.push(nearest(v.clone(), &before, true, format!("__pv{i}"))?);
+        windows.push(nearest(
+            known_time.clone(),
+            &before,
+            true,
+            format!("__pt{i}"),
+        )?);
+        windows.push(nearest(v.clone(), &after, false, format!("__nv{i}"))?);
+        windows.push(nearest(known_time, &after, false, format!("__nt{i}"))?);
+        // Slope × distance + previous value over window numbers (truncated time / interval),
+        // in 1.x's order: the same float rounding.
+        let number = |e: DfExpr| e / lit(interval);
+        let (pv, pt, nv, nt) = (
+            as_f64(ident(format!("__pv{i}"))),
+            number(ident(format!("__pt{i}"))),
+            as_f64(ident(format!("__nv{i}"))),
+            number(ident(format!("__nt{i}"))),
+        );
+        let line = (nv - pv.clone()) / as_f64(nt - pt.clone())
+            * as_f64(number(cast(ident(TIME), DataType::Int64)) - pt)
+            + pv;
+        out.push(f::coalesce(vec![v, cast(line, ty)]).alias(name));
+    }
+    if windows.is_empty() {
+        return Ok(b);
+    }
+    b.window(windows)?.project(out)
 }
 
 /// Gap filling with both ends of the range known: the shared `GapFill` node reads the
@@ -1744,7 +1847,19 @@ fn gap_fill_node(
                 Number::Float(x) => ScalarValue::Float64(Some(x)),
             }),
             Fill::Previous => FillStrategy::Locf,
-            Fill::Linear => return not_implemented("fill(linear)"),
+            // 1.x interpolates numbers only; other values stay null.
+            Fill::Linear => {
+                let numeric = aggregated
+                    .schema()
+                    .field_with_unqualified_name(name)?
+                    .data_type()
+                    .is_numeric();
+                if numeric {
+                    FillStrategy::InfluxQlLinear
+                } else {
+                    FillStrategy::Null
+                }
+            }
         };
         strategies.push((name.clone(), strategy));
     }

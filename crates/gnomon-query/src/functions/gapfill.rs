@@ -165,6 +165,10 @@ pub enum FillStrategy {
     Locf,
     /// Linear between the values around the gap (numbers only).
     Interpolate,
+    /// InfluxQL 1.x's `fill(linear)`: the same line, computed as 1.x does (over window
+    /// numbers, slope × distance + previous value, so its answers match to the last bit;
+    /// integers truncated).
+    InfluxQlLinear,
     /// A constant (InfluxQL's `fill(<number>)`, and its 0 for an empty window's `count`).
     Value(ScalarValue),
 }
@@ -1068,7 +1072,8 @@ fn fill_column(
             }
             Ok(take(values.as_ref(), &UInt32Array::from(indices), None)?)
         }
-        FillStrategy::Interpolate => {
+        FillStrategy::Interpolate | FillStrategy::InfluxQlLinear => {
+            let slope_form = strategy == FillStrategy::InfluxQlLinear;
             let numbers = cast(values, &DataType::Float64)?;
             let numbers = numbers.as_primitive::<arrow::datatypes::Float64Type>();
             let mut out: Vec<Option<f64>> = Vec::with_capacity(source.len());
@@ -1094,7 +1099,17 @@ fn fill_column(
                                 bucket_time[base + after] as f64,
                                 bucket_time[base + k] as f64,
                             );
-                            Some(v_before + (v_after - v_before) * (t - t0) / (t1 - t0))
+                            Some(if slope_form {
+                                // Times as window numbers (truncated time / interval), as
+                                // 1.x computes them; buckets are one interval apart.
+                                let interval = bucket_time[base + 1] - bucket_time[base];
+                                let n = |i: usize| bucket_time[base + i] / interval;
+                                let span = (n(after) - n(before)) as f64;
+                                let into = (n(k) - n(before)) as f64;
+                                (v_after - v_before) / span * into + v_before
+                            } else {
+                                v_before + (v_after - v_before) * (t - t0) / (t1 - t0)
+                            })
                         }
                         _ => None,
                     };
