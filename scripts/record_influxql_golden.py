@@ -254,6 +254,27 @@ Q += [
  "SELECT sum(free) FROM mem WHERE time < 1700000400s GROUP BY time(20s), host fill(0)",
 ]
 
+# integral(): trapezoids between consecutive points; with GROUP BY time() a trapezoid crossing
+# a window end is split at the interpolated value.
+Q += [
+ "SELECT integral(usage) FROM cpu",
+ "SELECT integral(usage, 1m) FROM cpu",
+ f"SELECT integral(usage) FROM cpu WHERE {R}",
+ "SELECT integral(usage) FROM cpu WHERE host = 'c'",
+ "SELECT integral(free, 1h) FROM mem",
+ "SELECT integral(*) FROM cpu",
+ "SELECT integral(usage) FROM cpu GROUP BY host",
+ f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(1m)",
+ f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(none)",
+ f"SELECT integral(usage, 1m) FROM cpu WHERE {R} GROUP BY time(2m)",
+ f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(30s)",
+ f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(1m, 30s)",
+ f"SELECT integral(free) FROM mem WHERE {R} GROUP BY time(1m)",
+ f"SELECT integral(free) FROM mem WHERE {R} GROUP BY time(1m), host",
+ "SELECT integral(usage) FROM cpu WHERE host = 'a' AND time < 1700000400s GROUP BY time(100s)",
+ "SELECT integral(mean) FROM (SELECT mean(usage) FROM cpu WHERE time < 1700000400s GROUP BY time(1m))",
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:

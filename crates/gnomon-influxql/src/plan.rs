@@ -161,6 +161,11 @@ async fn plan_select_inner(
             plan_distinct_mode(table, &split, &group_tags, name, arg, &fields[0].1)?
         } else if let Some((name, args)) = top_bottom(&fields) {
             plan_top_bottom(table, &split, &group_tags, name, args, &fields[0].1, &info)?
+        } else if is_integral_query(&fields) {
+            if stmt.order_by == Some(Order::Descending) {
+                return not_implemented("integral() with ORDER BY time DESC");
+            }
+            plan_integral(table, &split, &group_tags, &fields, &info)?
         } else if is_transformation_query(&fields) {
             let windowed = info.group_by_time.map(|_| (&info, stmt.fill));
             plan_transformations(table, &split, &group_tags, &fields, windowed)?
@@ -1353,6 +1358,223 @@ fn plan_top_bottom(
         proj.push(ident(format!("__t{i}")).alias(t));
     }
     b.project(proj)?.build()
+}
+
+/// Every projection is an `integral()` call (with other functions beside it 1.x answers in
+/// rows of their own, which is not planned).
+fn is_integral_query(fields: &[(ast::Expr, String)]) -> bool {
+    let integral =
+        |e: &ast::Expr| matches!(e.unnested(), ast::Expr::Call { name, .. } if name == "integral");
+    !fields.is_empty() && fields.iter().all(|(e, _)| integral(e))
+}
+
+/// `integral(field[, unit])` as InfluxDB 1.x computes it: the trapezoids between consecutive
+/// points of each series, in time order. With `GROUP BY time()` a trapezoid that crosses the
+/// end of its first point's window is split there, at the linearly interpolated value: the
+/// first part counts for that window, the rest for the window of its second point (even when
+/// empty windows lie between). Windows are those holding points, except a series' last one
+/// when its only point is at the window start; empty windows are not filled. Without
+/// `GROUP BY time()` the result is stamped at epoch 0, whatever the time range.
+fn plan_integral(
+    table: &Table,
+    split: &SplitCondition,
+    group_tags: &[String],
+    fields: &[(ast::Expr, String)],
+    info: &semantic::SelectInfo,
+) -> Result<LogicalPlan> {
+    let mut plans = Vec::new();
+    for (i, (e, _)) in fields.iter().enumerate() {
+        let ast::Expr::Call { args, .. } = e.unnested() else {
+            unreachable!("is_integral_query checked it")
+        };
+        let unit = duration_arg(args, 1, 1_000_000_000) as f64;
+        let v = to_df(&args[0], table, Ctx::Projection)?;
+        let mut base: Vec<DfExpr> = group_tags
+            .iter()
+            .map(|t| tag_column(table, t).alias(t))
+            .collect();
+        base.push(ident(TIME));
+        base.push(cast(v.clone(), DataType::Float64).alias("__v"));
+        let points = scan(table, split)?.filter(v.is_not_null())?.project(base)?;
+        let partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+        let lag = |c: &str, alias: &str| -> Result<DfExpr> {
+            Ok(window_of(
+                datafusion::functions_window::lead_lag::lag_udwf(),
+                vec![ident(c), lit(1i64)],
+                &partition,
+                None,
+            )?
+            .alias(alias))
+        };
+        let pairs = points.window(vec![lag(TIME, "__pt")?, lag("__v", "__pv")?])?;
+        let f64_ = |e: DfExpr| cast(e, DataType::Float64);
+        let ns = |e: DfExpr| cast(e, DataType::Int64);
+        let window = |t: DfExpr| match info.group_by_time {
+            Some(g) => f::date_bin(
+                lit(ScalarValue::IntervalMonthDayNano(Some(
+                    IntervalMonthDayNano::new(0, 0, g.interval),
+                ))),
+                t,
+                ts(g.offset),
+            ),
+            None => ts(0),
+        };
+        let (pt, pv, t, cur) = (ident("__pt"), ident("__pv"), ident(TIME), ident("__v"));
+        let mut cols: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+        cols.extend([
+            t.clone(),
+            pt.clone(),
+            pv.clone(),
+            cur.clone(),
+            window(t.clone()).alias("__w"),
+            window(pt.clone()).alias("__w0"),
+        ]);
+        let pairs = pairs.project(cols)?;
+        let interval = info.group_by_time.map_or(0, |g| g.interval);
+        let end0 = ns(ident("__w0")) + lit(interval);
+        let crossing = pt
+            .clone()
+            .is_not_null()
+            .and(ident("__w").not_eq(ident("__w0")));
+        // 1.x's operations in 1.x's order, for the same float rounding.
+        let at_end = (cur.clone() - pv.clone()) / f64_(ns(t.clone()) - ns(pt.clone()))
+            * f64_(end0.clone() - ns(pt.clone()))
+            + pv.clone();
+        let whole = lit(0.5)
+            * (cur.clone() + pv.clone())
+            * (f64_(ns(t.clone()) - ns(pt.clone())) / lit(unit));
+        let first_part = lit(0.5)
+            * (at_end.clone() + pv.clone())
+            * (f64_(end0.clone() - ns(pt.clone())) / lit(unit));
+        // 1.x's integer reducer keeps the previous point's own value after the split and
+        // uses the interpolated one in place of the current point's: reproduced as is.
+        let integer = match args[0].unnested() {
+            ast::Expr::VarRef { name, .. } => matches!(
+                table.columns.get(&name.0),
+                Some((Kind::Field, DataType::Int64 | DataType::UInt64))
+            ),
+            _ => false,
+        };
+        let second_part = if integer {
+            lit(0.5) * (at_end + pv.clone()) * (f64_(ns(t.clone()) - end0) / lit(unit))
+        } else {
+            lit(0.5) * (cur.clone() + at_end) * (f64_(ns(t.clone()) - end0) / lit(unit))
+        };
+        let case = |branches: Vec<(DfExpr, DfExpr)>, otherwise: DfExpr| {
+            DfExpr::Case(datafusion::logical_expr::expr::Case::new(
+                None,
+                branches
+                    .into_iter()
+                    .map(|(w, t)| (Box::new(w), Box::new(t)))
+                    .collect(),
+                Some(Box::new(otherwise)),
+            ))
+        };
+        let main_part = case(
+            vec![
+                (pt.clone().is_null(), lit(0.0)),
+                (crossing.clone(), second_part),
+            ],
+            whole,
+        );
+        // One row per point (its share for its own window) and one more per crossing pair
+        // (the first part, for the previous window), each ordered by the point's time.
+        let row = |w: &str, c: DfExpr, point: DfExpr| -> Vec<DfExpr> {
+            let mut r: Vec<DfExpr> = group_tags.iter().map(ident).collect();
+            r.extend([
+                ident(w).alias("__win"),
+                ident(TIME).alias("__key"),
+                c.alias("__c"),
+                point.alias("__point"),
+            ]);
+            r
+        };
+        let own = pairs
+            .clone()
+            .project(row("__w", main_part, ident(TIME)))?
+            .build()?;
+        let crossed = pairs
+            .filter(crossing)?
+            .project(row(
+                "__w0",
+                first_part,
+                lit(ScalarValue::TimestampNanosecond(None, None)),
+            ))?
+            .build()?;
+        let mut win_partition = partition.clone();
+        win_partition.push(ident("__win"));
+        let running = DfExpr::from(datafusion::logical_expr::expr::WindowFunction::new(
+            datafusion::functions_aggregate::sum::sum_udaf(),
+            vec![ident("__c")],
+        ))
+        .partition_by(win_partition)
+        .order_by(vec![ident("__key").sort(true, false)])
+        .window_frame(datafusion::logical_expr::WindowFrame::new_bounds(
+            datafusion::logical_expr::WindowFrameUnits::Rows,
+            datafusion::logical_expr::WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+            datafusion::logical_expr::WindowFrameBound::CurrentRow,
+        ))
+        .build()?
+        .alias("__run");
+        let mut group: Vec<DfExpr> = partition.clone();
+        group.push(ident("__win"));
+        let last_window = DfExpr::from(datafusion::logical_expr::expr::WindowFunction::new(
+            datafusion::functions_aggregate::min_max::max_udaf(),
+            vec![ident("__win")],
+        ))
+        .partition_by(partition.clone())
+        .build()?
+        .alias("__last_win");
+        let sums =
+            LogicalPlanBuilder::from(own)
+                .union(crossed)?
+                .window(vec![running])?
+                .aggregate(
+                    group,
+                    vec![
+                        agg::first_value(ident("__run"), vec![ident("__key").sort(false, false)])
+                            .alias("__sum"),
+                        agg::max(ident("__point")).alias("__last_point"),
+                    ],
+                )?
+                .window(vec![last_window])?
+                // A series' last window is not reported when its last point is at the window
+                // start (it holds no area); without GROUP BY time() that start is the range's.
+                .filter(ident("__win").not_eq(ident("__last_win")).or(
+                    ident("__last_point").not_eq(match info.group_by_time {
+                        Some(_) => ident("__win"),
+                        None => ts(split.range.lower.unwrap_or(0)),
+                    }),
+                ))?;
+        let mut proj = vec![
+            lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
+            ident("__win").alias(TIME),
+        ];
+        proj.extend(group_tags.iter().map(ident));
+        for (j, (_, other)) in fields.iter().enumerate() {
+            proj.push(if j == i {
+                ident("__sum").alias(other)
+            } else {
+                lit(ScalarValue::Float64(None)).alias(other)
+            });
+        }
+        plans.push(sums.project(proj)?.build()?);
+    }
+    if plans.len() == 1 {
+        return Ok(plans.remove(0));
+    }
+    // Several integrals: one row per window and series, each column from its own points.
+    let mut b = LogicalPlanBuilder::from(plans[0].clone());
+    for p in &plans[1..] {
+        b = b.union(p.clone())?;
+    }
+    let mut group = vec![ident(MEASUREMENT_COLUMN), ident(TIME)];
+    group.extend(group_tags.iter().map(ident));
+    let aggs: Vec<DfExpr> = fields
+        .iter()
+        .map(|(_, n)| agg::max(ident(n)).alias(n))
+        .collect();
+    b.aggregate(group, aggs)?.build()
 }
 
 fn is_transformation_query(fields: &[(ast::Expr, String)]) -> bool {
