@@ -275,6 +275,28 @@ Q += [
  "SELECT integral(mean) FROM (SELECT mean(usage) FROM cpu WHERE time < 1700000400s GROUP BY time(1m))",
 ]
 
+# tz(): windows at local multiples of the interval, times written with the zone's offset
+# (these cases are recorded and replayed without `epoch`, as RFC 3339 text).
+TEXT = {"epoch": None}
+Q += [
+ ("SELECT usage FROM cpu WHERE host = 'a' tz('Asia/Kolkata')", TEXT),
+ "SELECT usage FROM cpu WHERE host = 'a' tz('Asia/Kolkata')",
+ (f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
+ f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')",
+ (f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kathmandu')", TEXT),
+ (f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1d) tz('America/New_York')", TEXT),
+ f"SELECT count(usage) FROM cpu WHERE {R} GROUP BY time(1d) tz('Australia/Sydney')",
+ (f"SELECT max(usage) FROM cpu WHERE {R} GROUP BY time(2m) tz('America/St_Johns')", TEXT),
+ (f"SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(linear) tz('Europe/Paris')", TEXT),
+ ("SELECT mean(usage) FROM cpu tz('Europe/Paris')", TEXT),
+ ("SELECT max(usage) FROM cpu tz('Europe/Paris')", TEXT),
+ ("SELECT usage FROM cpu WHERE host = 'b' tz('UTC')", TEXT),
+ ("SELECT usage FROM cpu WHERE time >= '2023-11-15 03:44:21' tz('Asia/Kolkata')", TEXT),
+ (f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
+ (f"SELECT top(usage, 2) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
+ ("SELECT usage FROM cpu WHERE host = 'a'", TEXT),
+]
+
 
 def request(url, data=None):
     with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:
@@ -315,9 +337,16 @@ bind-address = "127.0.0.1:{port + 1}"
         request(base + "/write?db=golden&precision=s", LP.encode())
         cases = []
         for q in Q:
-            url = base + "/query?" + urllib.parse.urlencode({"db": "golden", "q": q, "epoch": "s"})
+            # A case is a query, or (query, parameters) where None drops a default one.
+            q, overrides = q if isinstance(q, tuple) else (q, {})
+            params = {"db": "golden", "q": q, "epoch": "s", **overrides}
+            params = {k: v for k, v in params.items() if v is not None}
+            url = base + "/query?" + urllib.parse.urlencode(params)
             _, body = request(url)
-            cases.append({"q": q, "expected": json.loads(body)})
+            case = {"q": q, "expected": json.loads(body)}
+            if overrides:
+                case["params"] = overrides
+            cases.append(case)
     finally:
         server.terminate()
         server.wait()

@@ -27,6 +27,8 @@ pub mod time_range;
 #[cfg(feature = "plan")]
 pub mod v1;
 
+/// The zone type of `tz()` (callers need not depend on `chrono-tz` themselves).
+pub use chrono_tz::Tz;
 pub use duration::{format_duration, format_go_duration, parse_duration};
 pub use error::ParseError;
 pub use lexer::is_keyword;

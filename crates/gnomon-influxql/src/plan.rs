@@ -50,6 +50,16 @@ pub struct PlannedSelect {
     pub plan: LogicalPlan,
     /// `GROUP BY` tag columns, in output order; they key the v1 series.
     pub tag_columns: Vec<String>,
+    /// The zone of `tz()` when not UTC: v1 writes times in it (RFC 3339 with its offset).
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+/// `zone`'s offset from UTC at `ns`, in nanoseconds (east positive).
+fn zone_offset_ns(zone: chrono_tz::Tz, ns: i64) -> i64 {
+    use chrono::Offset;
+    use chrono::TimeZone;
+    let utc = chrono::DateTime::from_timestamp_nanos(ns).naive_utc();
+    zone.offset_from_utc_datetime(&utc).fix().local_minus_utc() as i64 * 1_000_000_000
 }
 
 fn not_implemented<T>(what: impl Into<String>) -> Result<T> {
@@ -129,25 +139,27 @@ async fn plan_select_inner(
     tables: &dyn SchemaProvider,
     now: i64,
 ) -> Result<PlannedSelect> {
-    let info = semantic::validate_select(stmt)?;
+    let mut info = semantic::validate_select(stmt)?;
     let tz = stmt
         .timezone
         .as_deref()
         .map(time_range::parse_timezone)
         .transpose()?;
-    if let Some(zone) = tz {
-        // Time strings in WHERE are read in the zone, but output times and windows are not
-        // shifted yet: refuse other zones rather than answer in UTC.
-        if zone != chrono_tz::Tz::UTC {
-            return not_implemented(format!("tz('{}')", zone.name()));
-        }
-    }
     let mut split = time_range::split_condition(stmt.condition.as_ref(), now, tz)?;
     if info.group_by_time.is_some() && split.range.upper.is_none() {
         // With windows and no upper bound, InfluxQL stops at the query's start time.
         split.range.upper = Some(now);
         split.empty |= split.range.is_empty();
     }
+    if let (Some(zone), Some(g)) = (tz, info.group_by_time.as_mut()) {
+        // Windows start at local multiples of the interval: the zone's UTC offset moves the
+        // origin. 1.x looks the offset up per window; one offset (at the range start) is the
+        // same answer unless the range spans a change of offset and the interval is longer
+        // than that change.
+        let at = split.range.lower.or(split.range.upper).unwrap_or(now);
+        g.offset = (g.offset - zone_offset_ns(zone, at)).rem_euclid(g.interval);
+    }
+    let timezone = tz.filter(|z| *z != chrono_tz::Tz::UTC);
 
     let resolved = resolve_tables(stmt, tables, now, &split).await?;
     let group_tags = group_by_tags(stmt, &resolved)?;
@@ -201,6 +213,7 @@ async fn plan_select_inner(
                 )?
                 .build()?,
             tag_columns: vec![],
+            timezone,
         });
     }
     let plans = unify_types(plans)?;
@@ -271,6 +284,7 @@ async fn plan_select_inner(
     Ok(PlannedSelect {
         plan: builder.build()?,
         tag_columns: group_tags,
+        timezone,
     })
 }
 

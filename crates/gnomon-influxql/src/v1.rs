@@ -23,6 +23,8 @@ pub enum Cell {
     Str(String),
     /// Nanoseconds since the epoch.
     Time(i64),
+    /// Nanoseconds since the epoch, written in a zone (`tz()`) when written as text.
+    LocalTime(i64, chrono_tz::Tz),
 }
 
 /// One v1 series: rows sharing measurement and `GROUP BY` tag values.
@@ -177,6 +179,44 @@ pub fn series_from_batches(
     Ok(out)
 }
 
+/// Rewrites the series' times to be written in `zone` (the query's `tz()`).
+pub fn in_zone(series: &mut [Series], zone: chrono_tz::Tz) {
+    for s in series {
+        for row in &mut s.values {
+            for c in row {
+                if let Cell::Time(ns) = *c {
+                    *c = Cell::LocalTime(ns, zone);
+                }
+            }
+        }
+    }
+}
+
+/// RFC 3339 in `zone` with its offset (`+05:30`), fractions as [`format_time`] writes them.
+pub fn format_time_in(ns: i64, zone: chrono_tz::Tz) -> String {
+    use chrono::Offset;
+    use chrono::TimeZone;
+    let utc = format_time(ns);
+    let instant = chrono::DateTime::from_timestamp_nanos(ns);
+    let offset = zone.offset_from_utc_datetime(&instant.naive_utc()).fix();
+    let local = instant.with_timezone(&offset);
+    // Same date-time layout and fraction as the UTC text, local fields and the offset.
+    let fraction = utc
+        .trim_end_matches('Z')
+        .split_once('.')
+        .map(|(_, f)| format!(".{f}"))
+        .unwrap_or_default();
+    let secs = offset.local_minus_utc();
+    let sign = if secs < 0 { '-' } else { '+' };
+    let secs = secs.abs();
+    format!(
+        "{}{fraction}{sign}{:02}:{:02}",
+        local.format("%Y-%m-%dT%H:%M:%S"),
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
 /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, whichever is exact.
 pub fn format_time(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
@@ -264,6 +304,12 @@ fn write_cell(out: &mut String, c: &Cell, epoch: Option<Epoch>) -> Result<(), En
                 let _ = write!(out, "{}", e.convert(*ns));
             }
             None => write_str(out, &format_time(*ns)),
+        },
+        Cell::LocalTime(ns, zone) => match epoch {
+            Some(e) => {
+                let _ = write!(out, "{}", e.convert(*ns));
+            }
+            None => write_str(out, &format_time_in(*ns, *zone)),
         },
     }
     Ok(())
@@ -404,7 +450,7 @@ pub fn write_csv_series(out: &mut String, s: &Series, epoch: Option<Epoch>, head
                 }
                 Cell::Float(v) => out.push_str(&csv_float(*v)),
                 Cell::Str(v) => out.push_str(&csv_field(v)),
-                Cell::Time(ns) => {
+                Cell::Time(ns) | Cell::LocalTime(ns, _) => {
                     let _ = write!(out, "{}", epoch.unwrap_or(Epoch::Nanosecond).convert(*ns));
                 }
             }

@@ -102,6 +102,8 @@ enum Output {
         batches: Vec<RecordBatch>,
         tag_columns: Vec<String>,
         group_by_tags: bool,
+        /// `tz()`'s zone (not UTC): v1 text times are written in it.
+        timezone: Option<gnomon_influxql::Tz>,
     },
     /// Metadata, already in series form.
     Meta(Vec<Series>),
@@ -402,6 +404,7 @@ async fn execute(
                 batches,
                 tag_columns: planned.tag_columns,
                 group_by_tags,
+                timezone: planned.timezone,
             })
         }
         Statement::Explain(_) => Err(not_implemented("EXPLAIN")),
@@ -738,7 +741,14 @@ async fn run_v1(state: &AppState, p: V1Params, headers: &HeaderMap) -> Response 
                         batches,
                         tag_columns,
                         group_by_tags,
+                        timezone,
                     }) => v1::series_from_batches(&batches, &tag_columns, group_by_tags)
+                        .map(|mut series| {
+                            if let Some(zone) = timezone {
+                                v1::in_zone(&mut series, zone);
+                            }
+                            series
+                        })
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.message),
                 };
@@ -1037,7 +1047,7 @@ fn series_batches(series: &[Series]) -> Result<Vec<RecordBatch>, arrow::error::A
                     Cell::Null => None,
                     Cell::Str(s) => Some(s.clone()),
                     Cell::Bool(b) => Some(b.to_string()),
-                    Cell::Int(v) | Cell::Time(v) => Some(v.to_string()),
+                    Cell::Int(v) | Cell::Time(v) | Cell::LocalTime(v, _) => Some(v.to_string()),
                     Cell::UInt(v) => Some(v.to_string()),
                     Cell::Float(v) => Some(v.to_string()),
                 });

@@ -104,7 +104,13 @@ fn answers_match_influxdb_1x() {
     let mut compared = 0;
     for case in cases {
         let q = case["q"].as_str().unwrap();
-        let resp = server.get(&format!("/query?db=golden&epoch=s&q={}", enc(q)));
+        // `params` overrides the default `epoch=s` (null: no epoch, times as RFC 3339).
+        let epoch = match case.get("params").and_then(|p| p.get("epoch")) {
+            Some(Value::Null) => String::new(),
+            Some(e) => format!("&epoch={}", e.as_str().unwrap()),
+            None => "&epoch=s".to_string(),
+        };
+        let resp = server.get(&format!("/query?db=golden{epoch}&q={}", enc(q)));
         assert_eq!(resp.status, 200, "{q}: {}", resp.describe());
         let got: Value = serde_json::from_slice(&resp.body).unwrap();
         if known_difference(q, &case["expected"], &got) {
