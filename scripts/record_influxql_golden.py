@@ -295,6 +295,7 @@ Q += [
  (f"SELECT integral(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
  (f"SELECT top(usage, 2) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
  ("SELECT usage FROM cpu WHERE host = 'a'", TEXT),
+ ("SELECT usage FROM cpu WHERE host = 'b' tz('Europe/London')", TEXT),
 ]
 
 

@@ -207,6 +207,10 @@ pub fn format_time_in(ns: i64, zone: chrono_tz::Tz) -> String {
         .map(|(_, f)| format!(".{f}"))
         .unwrap_or_default();
     let secs = offset.local_minus_utc();
+    if secs == 0 {
+        // Go's RFC 3339 layout writes a zero offset as `Z`, whatever the zone.
+        return utc;
+    }
     let sign = if secs < 0 { '-' } else { '+' };
     let secs = secs.abs();
     format!(
@@ -514,6 +518,41 @@ mod tests {
         assert_eq!(format_time(1_500_000_000), "1970-01-01T00:00:01.500Z");
         assert_eq!(format_time(1_000_001_000), "1970-01-01T00:00:01.000001Z");
         assert_eq!(format_time(-1_000_000_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn times_in_a_zone() {
+        use chrono_tz::Tz;
+        let t = 1_700_000_000_500_000_000;
+        assert_eq!(
+            format_time_in(t, Tz::Asia__Kolkata),
+            "2023-11-15T03:43:20.500+05:30"
+        );
+        assert_eq!(
+            format_time_in(t, Tz::America__St_Johns),
+            "2023-11-14T18:43:20.500-03:30"
+        );
+        // The offset at that instant (London kept +01:00 all year in 1970); a zero offset
+        // is `Z`, as Go writes it.
+        assert_eq!(
+            format_time_in(0, Tz::Europe__London),
+            "1970-01-01T01:00:00+01:00"
+        );
+        assert_eq!(
+            format_time_in(1_700_000_000_000_000_000, Tz::Europe__London),
+            "2023-11-14T22:13:20Z"
+        );
+        let mut series = vec![Series {
+            name: "cpu".into(),
+            tags: None,
+            columns: vec!["time".into(), "v".into()],
+            values: vec![vec![Cell::Time(t), Cell::Int(1)]],
+        }];
+        in_zone(&mut series, Tz::Asia__Kolkata);
+        assert_eq!(
+            series[0].values[0],
+            vec![Cell::LocalTime(t, Tz::Asia__Kolkata), Cell::Int(1)]
+        );
     }
 
     #[test]

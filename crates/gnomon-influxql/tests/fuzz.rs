@@ -18,7 +18,19 @@ const CORPUS: &[&str] = &[
     "SHOW TAG KEYS FROM cpu; SHOW FIELD KEYS ON db; SHOW DATABASES; SHOW RETENTION POLICIES ON db",
     "EXPLAIN ANALYZE SELECT a % 2 & 3 | 4 ^ 5 FROM m fill(-1.5) -- trailing comment",
     "DELETE FROM cpu WHERE time < 10; DROP MEASUREMENT x; CREATE DATABASE y",
+    "SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE time > now() - 1h GROUP BY time(1m), host) WHERE mean > 1 GROUP BY host",
+    "SELECT integral(m, 1m) FROM (SELECT max(a) AS m FROM (SELECT * FROM /c.*/ GROUP BY *) GROUP BY time(1m) fill(linear)), (SELECT b AS m FROM mem) tz('Asia/Kolkata')",
 ];
+
+/// `depth` subqueries nested around a raw query, each level with its own clauses.
+fn nested(depth: usize, clauses: &[&str]) -> String {
+    let mut q = "SELECT usage FROM cpu".to_string();
+    for i in 0..depth {
+        let clause = clauses.get(i).copied().unwrap_or("");
+        q = format!("SELECT * FROM ({q}) {clause}");
+    }
+    q
+}
 
 const TOKENS: &[&str] = &[
     "SELECT",
@@ -59,6 +71,11 @@ const TOKENS: &[&str] = &[
     "mean(",
     "count(",
     "top(",
+    "integral(",
+    "(SELECT",
+    "FROM (SELECT * FROM cpu)",
+    "fill(linear)",
+    "tz('Asia/Kolkata')",
     "cpu",
     "host",
     "\"q d\"",
@@ -199,6 +216,25 @@ proptest! {
     fn token_soup_never_panics(tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..30)) {
         check(&tokens.join(" "))?;
         check(&tokens.concat())?;
+    }
+
+    #[test]
+    fn nested_subqueries_never_panic(
+        depth in 0usize..40,
+        clauses in prop::collection::vec(prop::sample::select(&[
+            "", "WHERE usage > 1", "GROUP BY host", "GROUP BY time(1m) fill(linear)",
+            "LIMIT 1", "ORDER BY time DESC", "tz('Europe/Paris')",
+        ][..]), 0..40),
+        cut in any::<usize>(),
+    ) {
+        let q = nested(depth, &clauses);
+        check(&q)?;
+        // Truncated anywhere (unbalanced parentheses, half a clause).
+        let mut at = cut % (q.len() + 1);
+        while !q.is_char_boundary(at) {
+            at -= 1;
+        }
+        check(&q[..at])?;
     }
 
     #[test]

@@ -333,12 +333,12 @@ async fn errors_are_reported_not_guessed() {
         e.contains("mixing aggregate and non-aggregate columns is not supported"),
         "{e}"
     );
-    let e =
-        run("SELECT mean(usage) FROM cpu WHERE time >= 1700000000s GROUP BY time(1m) fill(linear)")
-            .await
-            .unwrap_err();
+    // 1.x answers integral() beside other functions in rows of their own.
+    let e = run("SELECT integral(usage), mean(usage) FROM cpu")
+        .await
+        .unwrap_err();
     assert!(
-        e.contains("This feature is not implemented: fill(linear)"),
+        e.contains("This feature is not implemented: integral()"),
         "{e}"
     );
     let e = run("SELECT mean(usage) FROM cpu WHERE time >= 0 GROUP BY time(1s)")
@@ -410,13 +410,28 @@ async fn time_zones() {
         json("SELECT usage FROM cpu WHERE time <= '2023-11-14 22:13:20' tz('UTC')").await,
         r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","usage"],"values":[[1700000000,0.5]]}]}"#
     );
-    let e = run("SELECT usage FROM cpu tz('Europe/Paris')")
-        .await
-        .unwrap_err();
-    assert!(
-        e.contains("This feature is not implemented: tz('Europe/Paris')"),
-        "{e}"
+    // Hour windows start at local hours: India is 5h30 ahead, so at half past UTC hours.
+    assert_eq!(
+        json("SELECT count(usage) FROM cpu WHERE time >= 1700000000s AND time < 1700003600s GROUP BY time(1h) tz('Asia/Kolkata')").await,
+        r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","count"],"values":[[1699997400,5],[1700001000,0]]}]}"#
     );
+    // The zone travels with the plan, for the encoder; UTC needs nothing.
+    for (q, zone) in [
+        (
+            "SELECT usage FROM cpu tz('Europe/Paris')",
+            Some(gnomon_influxql::Tz::Europe__Paris),
+        ),
+        ("SELECT usage FROM cpu tz('UTC')", None),
+        ("SELECT usage FROM cpu", None),
+    ] {
+        let Statement::Select(s) = parse_statement(q).unwrap() else {
+            unreachable!()
+        };
+        let planned = plan_select(&s, database().as_ref() as &dyn SchemaProvider, T0)
+            .await
+            .unwrap();
+        assert_eq!(planned.timezone, zone, "{q}");
+    }
     let e = run("SELECT usage FROM cpu tz('Nowhere/Special')")
         .await
         .unwrap_err();
