@@ -233,6 +233,10 @@ Q += [
  "SELECT usage FROM (SELECT usage FROM nosuch)",
  "SELECT mean FROM (SELECT mean(usage) FROM /.*/)",
  "SELECT max(m) FROM (SELECT max(usage) AS m FROM (SELECT usage FROM cpu GROUP BY host) GROUP BY host)",
+ "SELECT usage FROM (SELECT usage FROM cpu) WHERE m > 1",
+ "SELECT usage FROM cpu WHERE nosuch != 1",
+ "SELECT usage FROM cpu WHERE nosuch < 1 OR host = 'b'",
+ "SELECT count(free) FROM mem WHERE nosuch > 1 GROUP BY host",
 ]
 
 # fill(linear): straight lines between the known windows of a series, nothing outside them.

@@ -890,6 +890,12 @@ fn to_df_with(
         ast::Expr::Nested(x) => to_df_with(x, table, ctx, calls)?,
         ast::Expr::Unary { expr, .. } => DfExpr::Negative(Box::new(to_df_with(expr, table, ctx, calls)?)),
         ast::Expr::Binary { lhs, op, rhs } => {
+            if ctx == Ctx::Condition && missing_vs_non_string(lhs, *op, rhs, table) {
+                // A column the measurement lacks is null to a number or boolean: no row
+                // matches, whatever the operator (1.x). Against a string it is a missing tag
+                // and compares as '' (below).
+                return Ok(lit(false));
+            }
             if let Some(fast) = tag_comparison(lhs, *op, rhs, table, ctx) {
                 return Ok(fast);
             }
@@ -935,6 +941,28 @@ fn to_df_with(
         }
         ast::Expr::Distinct(_) => return not_implemented("distinct"),
     })
+}
+
+/// `missing <op> literal` (either way round) for a comparison, a name the table lacks (not
+/// `time`) and a literal that is not a string.
+fn missing_vs_non_string(lhs: &ast::Expr, op: BinaryOp, rhs: &ast::Expr, table: &Table) -> bool {
+    if !matches!(
+        op,
+        BinaryOp::Eq
+            | BinaryOp::NotEq
+            | BinaryOp::Lt
+            | BinaryOp::LtEq
+            | BinaryOp::Gt
+            | BinaryOp::GtEq
+    ) {
+        return false;
+    }
+    let missing = |e: &ast::Expr| {
+        matches!(e.unnested(), ast::Expr::VarRef { name, .. }
+            if table.kind(&name.0).is_none() && !name.0.eq_ignore_ascii_case(TIME))
+    };
+    let non_string = |e: &ast::Expr| matches!(e.unnested(), ast::Expr::Literal(l) if !matches!(l, Literal::String(_)));
+    (missing(lhs) && non_string(rhs)) || (non_string(lhs) && missing(rhs))
 }
 
 /// `tag = 'v'` and `tag != 'v'` in a condition, for a non-empty `v`: compared on the tag

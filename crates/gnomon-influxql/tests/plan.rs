@@ -513,3 +513,57 @@ async fn wildcards_inside_aggregates() {
         r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","max_idle","max_usage"],"values":[[0,7,10]]}]}"#
     );
 }
+
+/// Plans and runs `q`; any answer or error is fine, a panic is not.
+fn plan_and_run(q: &str) {
+    let Ok(Statement::Select(_)) = parse_statement(q) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rt.block_on(run(q));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+    /// Subqueries, fill(linear), integral() and tz() in random combinations plan and run
+    /// without panicking (errors are answers too).
+    #[test]
+    fn new_features_never_panic(
+        outer in proptest::sample::select(&[
+            "*", "usage", "max(usage)", "mean(m)", "integral(usage)", "integral(m, 1m)",
+            "derivative(m)", "count(free)", "top(usage, 2)", "last(m)",
+        ][..]),
+        inner in proptest::sample::select(&[
+            "usage", "usage AS m", "mean(usage) AS m", "max(idle) AS m, usage",
+            "integral(usage) AS m", "*", "free, usage AS m", "count(usage) AS m",
+        ][..]),
+        from in proptest::sample::select(&["cpu", "mem", "/.*/", "nosuch", "cpu, mem"][..]),
+        inner_group in proptest::sample::select(&[
+            "", "GROUP BY host", "GROUP BY time(1m)", "GROUP BY time(30s), host fill(linear)",
+            "GROUP BY time(1m) fill(0)", "GROUP BY *",
+        ][..]),
+        outer_where in proptest::sample::select(&[
+            "", "WHERE time >= 1700000000s AND time < 1700000400s", "WHERE host = 'a'",
+            "WHERE m > 1", "WHERE time < 1700000400s",
+        ][..]),
+        outer_group in proptest::sample::select(&[
+            "", "GROUP BY host", "GROUP BY time(1m)", "GROUP BY time(1h) fill(linear)",
+            "GROUP BY time(2m), region fill(previous)",
+        ][..]),
+        tail in proptest::sample::select(&[
+            "", "tz('Asia/Kolkata')", "tz('America/St_Johns')", "LIMIT 2", "ORDER BY time DESC",
+        ][..]),
+        nest in proptest::bool::ANY,
+    ) {
+        let source = if nest {
+            format!("(SELECT {inner} FROM {from} {inner_group})")
+        } else {
+            from.to_string()
+        };
+        plan_and_run(&format!("SELECT {outer} FROM {source} {outer_where} {outer_group} {tail}"));
+    }
+}
