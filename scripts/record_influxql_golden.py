@@ -300,6 +300,9 @@ Q += [
  (f"SELECT top(usage, 2) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
  ("SELECT usage FROM cpu WHERE host = 'a'", TEXT),
  ("SELECT usage FROM cpu WHERE host = 'b' tz('Europe/London')", TEXT),
+ (f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1h)) tz('Asia/Kolkata')", TEXT),
+ (f"SELECT max(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata'))", TEXT),
+ (f"SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu) WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
 ]
 
 

@@ -369,7 +369,11 @@ fn adapt_subquery(
             Dimension::Time { .. }
                 if !inner_time && semantic::validate_select(&sub)?.has_aggregate =>
             {
-                dims.push(d.clone())
+                dims.push(d.clone());
+                // The inherited windows are the outer query's, in its zone.
+                if sub.timezone.is_none() {
+                    sub.timezone = outer.timezone.clone();
+                }
             }
             _ => {}
         }
