@@ -12,13 +12,22 @@
 //! `percentile` (nearest rank), `top`/`bottom` (with tag arguments), `distinct` and `mode`
 //! (as the only projection, without `GROUP BY time`) and the
 //! selectors `first`, `last`, `min`, `max` (a lone selector without `GROUP BY time` keeps the
-//! selected point's time), `fill(none|null|<number>|previous)`, the transformations
+//! selected point's time), `integral` (alone in the projection),
+//! `fill(none|null|<number>|previous|linear)`, the transformations
 //! `difference`, `non_negative_difference`, `derivative`, `non_negative_derivative`,
 //! `elapsed`, `cumulative_sum` and `moving_average` over raw fields or over `GROUP BY time`
 //! windows of an aggregate,
-//! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz('UTC')`.
+//! `ORDER BY time DESC`, `LIMIT`/`OFFSET` per series, `tz()` (windows in the zone, times
+//! written in it), and subqueries in FROM (nested, several, beside measurements).
 //! Wildcards and regexes as the first argument of a call (`mean(*)`) expand per field.
 //! Anything else is rejected with a "not implemented" error rather than answered wrongly.
+//!
+//! A subquery is planned first, once per measurement it reads (so each keeps its name), as
+//! 1.x runs it under the outer query: with the outer time range added to its WHERE, the outer
+//! `GROUP BY` tags added to its own, and the outer `GROUP BY time()` (and `tz()`) when it
+//! aggregates without windows of its own. Its rows (`time`, its `GROUP BY` tags as tags, its
+//! columns as fields) are then a measurement like any other, except that the outer time range
+//! is not applied to them again: window starts may precede the range, and 1.x keeps them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
