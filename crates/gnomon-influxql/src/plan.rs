@@ -63,6 +63,31 @@ pub struct PlannedSelect {
     pub timezone: Option<chrono_tz::Tz>,
 }
 
+/// Whether `zone`'s offset somewhere in `lower..=upper` differs from `base` by other than a
+/// multiple of `interval` (windows would then not stay local multiples of the interval).
+/// Offsets are sampled daily: zones change offset months apart, never twice in a day.
+fn offset_shifts_windows(
+    zone: chrono_tz::Tz,
+    lower: i64,
+    upper: i64,
+    base: i64,
+    interval: i64,
+) -> bool {
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    // Ranges beyond a few centuries are sampled more coarsely rather than without end.
+    let step = ((upper as i128 - lower as i128) / 200_000).max(DAY as i128) as i64;
+    let mut at = lower;
+    loop {
+        if (zone_offset_ns(zone, at) - base) % interval != 0 {
+            return true;
+        }
+        if at >= upper {
+            return false;
+        }
+        at = at.saturating_add(step).min(upper);
+    }
+}
+
 /// `zone`'s offset from UTC at `ns`, in nanoseconds (east positive).
 fn zone_offset_ns(zone: chrono_tz::Tz, ns: i64) -> i64 {
     use chrono::Offset;
@@ -163,10 +188,18 @@ async fn plan_select_inner(
     if let (Some(zone), Some(g)) = (tz, info.group_by_time.as_mut()) {
         // Windows start at local multiples of the interval: the zone's UTC offset moves the
         // origin. 1.x looks the offset up per window; one offset (at the range start) is the
-        // same answer unless the range spans a change of offset and the interval is longer
-        // than that change.
-        let at = split.range.lower.or(split.range.upper).unwrap_or(now);
-        g.offset = (g.offset - zone_offset_ns(zone, at)).rem_euclid(g.interval);
+        // same answer unless the offset changes within the range by other than a multiple of
+        // the interval (daily windows across a daylight-saving change): refused, not guessed.
+        let upper = split.range.upper.unwrap_or(now);
+        let lower = split.range.lower.unwrap_or(upper).min(upper);
+        let base = zone_offset_ns(zone, lower);
+        if offset_shifts_windows(zone, lower, upper, base, g.interval) {
+            return not_implemented(format!(
+                "GROUP BY time() windows across a change of UTC offset in tz('{}')",
+                zone.name()
+            ));
+        }
+        g.offset = (g.offset - base).rem_euclid(g.interval);
     }
     let timezone = tz.filter(|z| *z != chrono_tz::Tz::UTC);
 
