@@ -237,6 +237,23 @@ Q += [
  "SELECT usage FROM cpu WHERE nosuch != 1",
  "SELECT usage FROM cpu WHERE nosuch < 1 OR host = 'b'",
  "SELECT count(free) FROM mem WHERE nosuch > 1 GROUP BY host",
+ "SELECT * FROM (SELECT mean(usage), max(idle) FROM cpu GROUP BY host)",
+ "SELECT * FROM (SELECT mean(usage), max(idle) FROM cpu GROUP BY host, region)",
+ "SELECT mean FROM (SELECT mean(usage) FROM cpu GROUP BY region) ORDER BY time DESC",
+ f"SELECT m FROM (SELECT max(usage) AS m FROM cpu WHERE {R} GROUP BY time(2m), host) LIMIT 3",
+ f"SELECT * FROM (SELECT count(usage) FROM cpu WHERE {R} GROUP BY time(2m), region fill(none))",
+ "SELECT count(*) FROM (SELECT usage, idle FROM cpu)",
+ "SELECT mean(*) FROM (SELECT usage, idle FROM cpu GROUP BY region)",
+ "SELECT top(usage, host, 2) FROM (SELECT usage FROM cpu GROUP BY host)",
+ f"SELECT count(mean) FROM (SELECT mean(usage) FROM cpu WHERE {R} GROUP BY time(1m) fill(0))",
+ "SELECT * FROM (SELECT top(usage, 3) FROM cpu)",
+ "SELECT free FROM (SELECT * FROM /.*/) WHERE free > 85",
+ f"SELECT cumulative_sum(m) FROM (SELECT max(usage) AS m FROM cpu WHERE {R} GROUP BY time(1m) fill(0))",
+ "SELECT usage FROM (SELECT usage FROM cpu WHERE host = 'a'), (SELECT usage FROM cpu WHERE host = 'b')",
+ "SELECT percentile(m, 50) FROM (SELECT max(usage) AS m FROM cpu GROUP BY host)",
+ "SELECT mode(host) FROM (SELECT usage, host FROM cpu)",
+ f"SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu) WHERE {R} GROUP BY time(2m, 30s)",
+ f"SELECT integral(m) FROM (SELECT max(usage) AS m FROM cpu WHERE {R} GROUP BY time(1m))",
 ]
 
 # fill(linear): straight lines between the known windows of a series, nothing outside them.

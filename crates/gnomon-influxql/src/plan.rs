@@ -206,6 +206,10 @@ async fn plan_select_inner(
     let resolved = resolve_tables(stmt, tables, now, &split).await?;
     let group_tags = group_by_tags(stmt, &resolved)?;
     let fields = expand_fields(stmt, &resolved, &group_tags, &info.column_names)?;
+    // Raw rows of different subquery series may share a time: 1.x lists them in series order.
+    let tie_break = resolved
+        .iter()
+        .any(|t| matches!(t.source, Source::Subquery(_)));
     let mut plans = Vec::new();
     for table in &resolved {
         let p = if let Some((name, arg)) = distinct_or_mode(&fields) {
@@ -239,7 +243,7 @@ async fn plan_select_inner(
                 _ => p,
             }
         } else {
-            plan_raw(table, &split, &group_tags, &fields)?
+            plan_raw(table, &split, &group_tags, &fields, tie_break)?
         };
         plans.push(p);
     }
@@ -274,17 +278,21 @@ async fn plan_select_inner(
     sort.push(ident(TIME).sort(ascending, false));
     // Rows share series and time only for `distinct`, whose values come in the order they
     // first appear; the helper column goes once sorted.
-    let first_seen = fields.len() == 1 && distinct_or_mode(&fields).is_some();
-    if first_seen {
-        sort.push(ident("__first").sort(true, false));
+    // Raw rows from subqueries that share a time come in their inner series' order.
+    let helpers: Vec<&str> = ["__first", "__tie"]
+        .into_iter()
+        .filter(|h| builder.schema().has_column_with_unqualified_name(h))
+        .collect();
+    for h in &helpers {
+        sort.push(ident(*h).sort(true, false));
     }
     builder = builder.sort(sort)?;
-    if first_seen {
+    if !helpers.is_empty() {
         let keep: Vec<DfExpr> = builder
             .schema()
             .columns()
             .into_iter()
-            .filter(|c| c.name != "__first")
+            .filter(|c| !helpers.contains(&c.name.as_str()))
             .map(DfExpr::Column)
             .collect();
         builder = builder.project(keep)?;
@@ -793,11 +801,14 @@ fn scan_present(
     Ok(b)
 }
 
+/// Raw rows; with `tie_break`, plus a `__tie` column (the row's series among a subquery's,
+/// its tag values in name order) for ordering rows that share a time.
 fn plan_raw(
     table: &Table,
     split: &SplitCondition,
     group_tags: &[String],
     fields: &[(ast::Expr, String)],
+    tie_break: bool,
 ) -> Result<LogicalPlan> {
     let b = scan_present(table, split, fields)?;
     let mut proj = vec![
@@ -807,6 +818,19 @@ fn plan_raw(
     proj.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
     for (e, name) in fields {
         proj.push(to_df(e, table, Ctx::Projection)?.alias(name));
+    }
+    if tie_break {
+        let tags: Vec<DfExpr> = table
+            .columns
+            .iter()
+            .filter(|(_, (k, _))| *k == Kind::Tag)
+            .flat_map(|(n, _)| [tag_column(table, n), lit("\u{0}")])
+            .collect();
+        let key = match (&table.source, tags.is_empty()) {
+            (Source::Subquery(_), false) => f::concat(tags),
+            _ => lit(""),
+        };
+        proj.push(key.alias("__tie"));
     }
     b.project(proj)?.build()
 }
