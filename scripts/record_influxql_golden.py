@@ -15,6 +15,7 @@ import random
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -29,6 +30,19 @@ mem,host=a free=100i,used=1.5 1700000003
 mem,host=b free=90i 1700000063
 mem,host=a free=80i,used=2.5 1700000123
 """
+
+# A second database for tz() across changes of UTC offset: Europe/Paris went from +01:00 to
+# +02:00 at 2025-03-30T01:00:00Z and back at 2025-10-26T01:00:00Z.
+DST_LP = "".join(
+    f"power,site={site} v={(i * 7 + k * 3) % 11 + 0.5},n={(i * 5 + k) % 9}i {start + i * 5 * 3600 + k * 1800}\n"
+    for start in (1743120000, 1761264000)  # 2025-03-28T00:00:00Z, 2025-10-24T00:00:00Z
+    for i in range(24)
+    for k, site in enumerate(("a", "b"))
+)
+DST = {"db": "dst"}
+DST_TEXT = {"db": "dst", "epoch": None}
+SPRING = "time >= '2025-03-28T00:00:00Z' AND time < '2025-04-02T00:00:00Z'"
+FALL = "time >= '2025-10-24T00:00:00Z' AND time < '2025-10-29T00:00:00Z'"
 
 R = "time >= 1700000000s AND time < 1700000400s"
 Q = [
@@ -322,10 +336,31 @@ Q += [
  (f"SELECT max(m) FROM (SELECT mean(usage) AS m FROM cpu) WHERE {R} GROUP BY time(1h) tz('Asia/Kolkata')", TEXT),
 ]
 
+# tz() windows across a change of UTC offset (the "dst" database): 23- and 25-hour days.
+Q += [
+ (f"SELECT count(v), sum(v) FROM power WHERE {SPRING} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT count(v), sum(v) FROM power WHERE {SPRING} GROUP BY time(1d) tz('Europe/Paris')", DST),
+ (f"SELECT count(v), max(n) FROM power WHERE {FALL} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT mean(v) FROM power WHERE {SPRING} GROUP BY time(1d), site tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT mean(v) FROM power WHERE {FALL} GROUP BY time(12h) fill(0) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT sum(n) FROM power WHERE {SPRING} GROUP BY time(6h) fill(linear) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT max(v) FROM power WHERE {FALL} GROUP BY time(1h) LIMIT 30 tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT count(v) FROM power WHERE {SPRING} GROUP BY time(1d) tz('America/New_York')", DST_TEXT),
+ (f"SELECT derivative(mean(v)) FROM power WHERE {SPRING} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT integral(v, 1h) FROM power WHERE {FALL} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT top(v, 1) FROM power WHERE {SPRING} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ (f"SELECT max(m) FROM (SELECT mean(v) AS m FROM power WHERE {FALL} GROUP BY time(6h), site) WHERE {FALL} GROUP BY time(1d) tz('Europe/Paris')", DST_TEXT),
+ ("SELECT count(v) FROM power WHERE time < '2025-04-02T00:00:00Z' GROUP BY time(1d) fill(none) tz('Europe/Paris')", DST_TEXT),
+]
+
 
 def request(url, data=None):
-    with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:
-        return r.status, r.read().decode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data)) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        # Query errors come back as 400 with the v1 error body: that is the answer.
+        return e.code, e.read().decode()
 
 
 def main():
@@ -360,6 +395,8 @@ bind-address = "127.0.0.1:{port + 1}"
         version = urllib.request.urlopen(base + "/ping").headers.get("X-Influxdb-Version")
         request(base + "/query", urllib.parse.urlencode({"q": "CREATE DATABASE golden"}).encode())
         request(base + "/write?db=golden&precision=s", LP.encode())
+        request(base + "/query", urllib.parse.urlencode({"q": "CREATE DATABASE dst"}).encode())
+        request(base + "/write?db=dst&precision=s", DST_LP.encode())
         cases = []
         for q in Q:
             # A case is a query, or (query, parameters) where None drops a default one.
@@ -378,8 +415,8 @@ bind-address = "127.0.0.1:{port + 1}"
     out = os.path.join(os.path.dirname(__file__), "..", "crates", "gnomon", "tests", "golden",
                        "influxql_v1.json")
     with open(out, "w") as f:
-        json.dump({"recorded_with": f"InfluxDB {version}", "data": LP, "cases": cases}, f,
-                  indent=1, ensure_ascii=False)
+        json.dump({"recorded_with": f"InfluxDB {version}", "data": LP, "data_dst": DST_LP,
+                   "cases": cases}, f, indent=1, ensure_ascii=False)
         f.write("\n")
     print(f"{len(cases)} cases from InfluxDB {version} -> {out}")
 

@@ -10,8 +10,9 @@
 //! the catalog or HTTP, so it can be used alone (default features).
 //!
 //! The `plan` feature adds [`plan`] (a SELECT → DataFusion `LogicalPlan`, built with
-//! `LogicalPlanBuilder`, never by rewriting into SQL) and [`v1`] (planned rows → the v1
-//! `/query` series shape and its JSON/CSV text). Even then the crate sees tables only through
+//! `LogicalPlanBuilder`, never by rewriting into SQL), [`v1`] (planned rows → the v1
+//! `/query` series shape and its JSON/CSV text) and the wall-clock time functions `tz()`
+//! windows need across changes of UTC offset. Even then the crate sees tables only through
 //! DataFusion's `SchemaProvider`: it must not reach into the catalog, the buffer or HTTP;
 //! resolving which database a statement targets belongs to the caller.
 
@@ -26,6 +27,8 @@ pub mod semantic;
 pub mod time_range;
 #[cfg(feature = "plan")]
 pub mod v1;
+#[cfg(feature = "plan")]
+mod zone;
 
 /// The zone type of `tz()` (callers need not depend on `chrono-tz` themselves).
 pub use chrono_tz::Tz;

@@ -63,37 +63,81 @@ pub struct PlannedSelect {
     pub timezone: Option<chrono_tz::Tz>,
 }
 
-/// Whether `zone`'s offset somewhere in `lower..=upper` differs from `base` by other than a
-/// multiple of `interval` (windows would then not stay local multiples of the interval).
-/// Offsets are sampled daily: zones change offset months apart, never twice in a day.
-fn offset_shifts_windows(
+/// How far `zone`'s offset strays from `base` within `lower..=upper` when it does so by
+/// other than a multiple of `interval` (windows would then not stay evenly spaced in UTC):
+/// the largest such difference, or `None`. Offsets are sampled daily: zones change offset
+/// months apart, never twice in a day.
+fn window_moving_offset_change(
     zone: chrono_tz::Tz,
     lower: i64,
     upper: i64,
     base: i64,
     interval: i64,
-) -> bool {
+) -> Option<i64> {
     const DAY: i64 = 86_400 * 1_000_000_000;
     // Ranges beyond a few centuries are sampled more coarsely rather than without end.
     let step = ((upper as i128 - lower as i128) / 200_000).max(DAY as i128) as i64;
     let mut at = lower;
+    let mut largest: Option<i64> = None;
     loop {
-        if (zone_offset_ns(zone, at) - base) % interval != 0 {
-            return true;
+        let change = crate::zone::offset_ns(zone, at) - base;
+        if change % interval != 0 {
+            largest = Some(largest.unwrap_or(0).max(change.abs()));
         }
         if at >= upper {
-            return false;
+            return largest;
         }
         at = at.saturating_add(step).min(upper);
     }
 }
 
-/// `zone`'s offset from UTC at `ns`, in nanoseconds (east positive).
-fn zone_offset_ns(zone: chrono_tz::Tz, ns: i64) -> i64 {
-    use chrono::Offset;
-    use chrono::TimeZone;
-    let utc = chrono::DateTime::from_timestamp_nanos(ns).naive_utc();
-    zone.offset_from_utc_datetime(&utc).fix().local_minus_utc() as i64 * 1_000_000_000
+/// The start of the `GROUP BY time()` window holding `t`: on UTC time, or on the zone's
+/// wall-clock time (see [`semantic::GroupByTime::zone`]).
+fn window_start(g: &semantic::GroupByTime, t: DfExpr) -> DfExpr {
+    let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, g.interval),
+    )));
+    let t = match g.zone {
+        Some(z) => crate::zone::local_time(z, t),
+        None => t,
+    };
+    f::date_bin(stride, t, ts(g.offset))
+}
+
+/// A window start from [`window_start`] as the instant it names.
+fn window_instant(g: &semantic::GroupByTime, w: DfExpr) -> DfExpr {
+    match g.zone {
+        Some(z) => crate::zone::utc_time(z, w),
+        None => w,
+    }
+}
+
+/// An instant on the clock windows are computed on.
+fn window_clock(g: &semantic::GroupByTime, ns: i64) -> i64 {
+    match g.zone {
+        Some(z) => crate::zone::to_local(z, ns),
+        None => ns,
+    }
+}
+
+/// `p` with its `time` column (window starts from [`window_start`]) as instants.
+fn window_times_as_instants(p: LogicalPlan, g: &semantic::GroupByTime) -> Result<LogicalPlan> {
+    if g.zone.is_none() {
+        return Ok(p);
+    }
+    let proj: Vec<DfExpr> = p
+        .schema()
+        .columns()
+        .into_iter()
+        .map(|c| {
+            if c.name == TIME {
+                window_instant(g, DfExpr::Column(c)).alias(TIME)
+            } else {
+                DfExpr::Column(c)
+            }
+        })
+        .collect();
+    LogicalPlanBuilder::from(p).project(proj)?.build()
 }
 
 fn not_implemented<T>(what: impl Into<String>) -> Result<T> {
@@ -186,20 +230,41 @@ async fn plan_select_inner(
         split.empty |= split.range.is_empty();
     }
     if let (Some(zone), Some(g)) = (tz, info.group_by_time.as_mut()) {
-        // Windows start at local multiples of the interval: the zone's UTC offset moves the
-        // origin. 1.x looks the offset up per window; one offset (at the range start) is the
-        // same answer unless the offset changes within the range by other than a multiple of
-        // the interval (daily windows across a daylight-saving change): refused, not guessed.
+        // Windows start at local multiples of the interval. With one UTC offset over the
+        // range (or changes by multiples of the interval) that is a shifted origin; when the
+        // offset changes otherwise (daily windows across a daylight-saving change), windows
+        // are binned on wall-clock time and their starts mapped back to instants, as 1.x's
+        // per-window offset lookup gives. A change as long as the interval or longer would
+        // leave wall-clock windows that do not exist: refused, not guessed.
+        // Windows longer than any change of offset a zone makes are always binned on
+        // wall-clock time (the same answer as a shifted origin when the offset holds).
+        const LONGEST_OFFSET_CHANGE: i64 = 2 * 3_600_000_000_000;
         let upper = split.range.upper.unwrap_or(now);
         let lower = split.range.lower.unwrap_or(upper).min(upper);
-        let base = zone_offset_ns(zone, lower);
-        if offset_shifts_windows(zone, lower, upper, base, g.interval) {
-            return not_implemented(format!(
-                "GROUP BY time() windows across a change of UTC offset in tz('{}')",
-                zone.name()
-            ));
+        let base = crate::zone::offset_ns(zone, lower);
+        let change = if g.interval > LONGEST_OFFSET_CHANGE && g.offset == 0 {
+            Some(0)
+        } else {
+            window_moving_offset_change(zone, lower, upper, base, g.interval)
+        };
+        match change {
+            None => g.offset = (g.offset - base).rem_euclid(g.interval),
+            Some(change) if change < g.interval && g.offset == 0 => g.zone = Some(zone),
+            // 1.x's windows with an offset around a change are irregular (a window an hour
+            // long next to one missing its first hour): not reproduced.
+            Some(_) if g.offset != 0 => {
+                return not_implemented(format!(
+                    "GROUP BY time() with an offset across a change of UTC offset in tz('{}')",
+                    zone.name()
+                ))
+            }
+            Some(_) => {
+                return not_implemented(format!(
+                    "GROUP BY time() windows no longer than a change of UTC offset in tz('{}')",
+                    zone.name()
+                ))
+            }
         }
-        g.offset = (g.offset - base).rem_euclid(g.interval);
     }
     let timezone = tz.filter(|z| *z != chrono_tz::Tz::UTC);
 
@@ -229,7 +294,7 @@ async fn plan_select_inner(
             plan_transformations(table, &split, &group_tags, &fields, windowed)?
         } else if info.has_aggregate {
             let p = plan_aggregate(table, &split, &group_tags, &fields, &info)?;
-            match (info.group_by_time, stmt.fill) {
+            let p = match (info.group_by_time, stmt.fill) {
                 (None, _) | (_, Some(Fill::None)) => p,
                 (Some(g), fill) if !split.empty => gap_fill(
                     p,
@@ -241,6 +306,10 @@ async fn plan_select_inner(
                     fill.unwrap_or(Fill::Null),
                 )?,
                 _ => p,
+            };
+            match &info.group_by_time {
+                Some(g) => window_times_as_instants(p, g)?,
+                None => p,
             }
         } else {
             plan_raw(table, &split, &group_tags, &fields, tie_break)?
@@ -1206,11 +1275,8 @@ fn plan_aggregate(
 ) -> Result<LogicalPlan> {
     let b = scan_present(table, split, fields)?;
     let mut group: Vec<DfExpr> = Vec::new();
-    if let Some(g) = info.group_by_time {
-        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
-            IntervalMonthDayNano::new(0, 0, g.interval),
-        )));
-        group.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias(TIME));
+    if let Some(g) = &info.group_by_time {
+        group.push(window_start(g, ident(TIME)).alias(TIME));
     }
     group.extend(group_tags.iter().map(|t| tag_column(table, t).alias(t)));
 
@@ -1430,11 +1496,8 @@ fn plan_top_bottom(
         base.push(v.alias(format!("__t{i}")));
     }
     let mut partition: Vec<DfExpr> = group_tags.iter().map(ident).collect();
-    if let Some(g) = info.group_by_time {
-        let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
-            IntervalMonthDayNano::new(0, 0, g.interval),
-        )));
-        base.push(f::date_bin(stride, ident(TIME), ts(g.offset)).alias("__window"));
+    if let Some(g) = &info.group_by_time {
+        base.push(window_start(g, ident(TIME)).alias("__window"));
         partition.push(ident("__window"));
     }
     let mut b = b.project(base)?;
@@ -1521,15 +1584,14 @@ fn plan_integral(
         let pairs = points.window(vec![lag(TIME, "__pt")?, lag("__v", "__pv")?])?;
         let f64_ = |e: DfExpr| cast(e, DataType::Float64);
         let ns = |e: DfExpr| cast(e, DataType::Int64);
-        let window = |t: DfExpr| match info.group_by_time {
-            Some(g) => f::date_bin(
-                lit(ScalarValue::IntervalMonthDayNano(Some(
-                    IntervalMonthDayNano::new(0, 0, g.interval),
-                ))),
-                t,
-                ts(g.offset),
-            ),
+        let window = |t: DfExpr| match &info.group_by_time {
+            Some(g) => window_start(g, t),
             None => ts(0),
+        };
+        // A window start (on the windows' clock) as the instant it names.
+        let instant = |w: DfExpr| match &info.group_by_time {
+            Some(g) => window_instant(g, w),
+            None => w,
         };
         let (pt, pv, t, cur) = (ident("__pt"), ident("__pv"), ident(TIME), ident("__v"));
         let mut cols: Vec<DfExpr> = group_tags.iter().map(ident).collect();
@@ -1543,7 +1605,10 @@ fn plan_integral(
         ]);
         let pairs = pairs.project(cols)?;
         let interval = info.group_by_time.map_or(0, |g| g.interval);
-        let end0 = ns(ident("__w0")) + lit(interval);
+        let end0 = ns(instant(cast(
+            ns(ident("__w0")) + lit(interval),
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+        )));
         let crossing = pt
             .clone()
             .is_not_null()
@@ -1654,13 +1719,13 @@ fn plan_integral(
                 // start (it holds no area); without GROUP BY time() that start is the range's.
                 .filter(ident("__win").not_eq(ident("__last_win")).or(
                     ident("__last_point").not_eq(match info.group_by_time {
-                        Some(_) => ident("__win"),
+                        Some(_) => instant(ident("__win")),
                         None => ts(split.range.lower.unwrap_or(0)),
                     }),
                 ))?;
         let mut proj = vec![
             lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
-            ident("__win").alias(TIME),
+            instant(ident("__win")).alias(TIME),
         ];
         proj.extend(group_tags.iter().map(ident));
         for (j, (_, other)) in fields.iter().enumerate() {
@@ -1760,6 +1825,10 @@ fn plan_transformations(
                     gap_fill(p, table, group_tags, &inner, g, split, f)?
                 }
                 _ => p,
+            };
+            let p = match &info.group_by_time {
+                Some(g) => window_times_as_instants(p, g)?,
+                None => p,
             };
             // Windows without a value (e.g. `mean` over nothing) are not points.
             let mut present: Option<DfExpr> = None;
@@ -1932,9 +2001,13 @@ fn gap_fill(
     let stride = lit(ScalarValue::IntervalMonthDayNano(Some(
         IntervalMonthDayNano::new(0, 0, g.interval),
     )));
-    let upper = g.window_start(split.range.upper.expect("set for GROUP BY time"));
+    // Window starts on the windows' clock (wall-clock time in a zone whose offset changes).
+    let upper = g.window_start(window_clock(
+        &g,
+        split.range.upper.expect("set for GROUP BY time"),
+    ));
     if let Some(l) = split.range.lower {
-        let lower = g.window_start(l);
+        let lower = g.window_start(window_clock(&g, l));
         if (upper as i128 - lower as i128) / g.interval as i128 > MAX_WINDOWS as i128 {
             return plan_err(format!(
                 "too many windows in the GROUP BY time() interval (more than {MAX_WINDOWS}); narrow the time range"

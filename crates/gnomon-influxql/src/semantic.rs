@@ -82,6 +82,10 @@ pub fn classify_function(name: &str) -> Option<FunctionKind> {
 pub struct GroupByTime {
     pub interval: i64,
     pub offset: i64,
+    /// Set by the planner when `tz()`'s zone changes its UTC offset within the query range
+    /// in a way that moves windows: windows are then multiples of the interval (shifted by
+    /// the offset) on the zone's wall-clock time. `None`: on UTC time.
+    pub zone: Option<chrono_tz::Tz>,
 }
 
 impl GroupByTime {
@@ -434,7 +438,11 @@ pub fn group_by_time(stmt: &SelectStatement) -> Result<Option<GroupByTime>, Sema
             }
             Some(_) => return plan("time dimension offset must be a duration"),
         };
-        found = Some(GroupByTime { interval, offset });
+        found = Some(GroupByTime {
+            interval,
+            offset,
+            zone: None,
+        });
     }
     Ok(found)
 }

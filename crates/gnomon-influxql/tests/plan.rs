@@ -415,18 +415,27 @@ async fn time_zones() {
         json("SELECT count(usage) FROM cpu WHERE time >= 1700000000s AND time < 1700003600s GROUP BY time(1h) tz('Asia/Kolkata')").await,
         r#"{"statement_id":0,"series":[{"name":"cpu","columns":["time","count"],"values":[[1699997400,5],[1700001000,0]]}]}"#
     );
-    // Daily windows across a daylight-saving change (Paris, 2025-03-30) would need the
-    // offset per window: refused. Hourly ones are unaffected; so is a range without a change.
-    let e = run("SELECT count(usage) FROM cpu WHERE time >= '2025-03-29T00:00:00Z' AND time < '2025-04-02T00:00:00Z' GROUP BY time(1d) tz('Europe/Paris')")
+    // 45-minute windows across a one-hour change of offset (Paris, 2025-03-30) would have
+    // wall-clock windows that do not exist: refused. Daily and hourly ones are answered.
+    let e = run("SELECT count(usage) FROM cpu WHERE time >= '2025-03-29T00:00:00Z' AND time < '2025-04-02T00:00:00Z' GROUP BY time(45m) tz('Europe/Paris')")
         .await
         .unwrap_err();
     assert!(
-        e.contains("This feature is not implemented: GROUP BY time() windows across a change of UTC offset in tz('Europe/Paris')"),
+        e.contains("This feature is not implemented: GROUP BY time() windows no longer than a change of UTC offset in tz('Europe/Paris')"),
+        "{e}"
+    );
+    let e = run("SELECT count(usage) FROM cpu WHERE time >= '2025-03-29T00:00:00Z' AND time < '2025-04-02T00:00:00Z' GROUP BY time(1d, 3h) tz('Europe/Paris')")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("This feature is not implemented: GROUP BY time() with an offset across a change of UTC offset in tz('Europe/Paris')"),
         "{e}"
     );
     for q in [
+        "SELECT count(usage) FROM cpu WHERE time >= '2025-04-01T00:00:00Z' AND time < '2025-04-05T00:00:00Z' GROUP BY time(1d, 3h) tz('Europe/Paris')",
         "SELECT count(usage) FROM cpu WHERE time >= '2025-03-29T00:00:00Z' AND time < '2025-04-02T00:00:00Z' GROUP BY time(1h) tz('Europe/Paris')",
-        "SELECT count(usage) FROM cpu WHERE time >= '2025-04-01T00:00:00Z' AND time < '2025-04-05T00:00:00Z' GROUP BY time(1d) tz('Europe/Paris')",
+        "SELECT count(usage) FROM cpu WHERE time >= '2025-03-29T00:00:00Z' AND time < '2025-04-02T00:00:00Z' GROUP BY time(1d) tz('Europe/Paris')",
+        "SELECT count(usage) FROM cpu WHERE time >= '2025-04-01T00:00:00Z' AND time < '2025-04-05T00:00:00Z' GROUP BY time(45m) tz('Europe/Paris')",
     ] {
         assert!(run(q).await.is_ok(), "{q}");
     }

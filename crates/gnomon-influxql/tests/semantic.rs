@@ -147,7 +147,8 @@ fn window_offsets_are_normalised() {
         g,
         GroupByTime {
             interval: h,
-            offset: 45 * 60_000_000_000
+            offset: 45 * 60_000_000_000,
+            zone: None,
         }
     );
     assert_eq!(
@@ -159,6 +160,7 @@ fn window_offsets_are_normalised() {
     let plain = GroupByTime {
         interval: 10,
         offset: 0,
+        zone: None,
     };
     assert_eq!(plain.window_start(-1), -10);
     assert_eq!(plain.window_start(-10), -10);

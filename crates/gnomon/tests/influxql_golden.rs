@@ -94,6 +94,12 @@ fn answers_match_influxdb_1x() {
     let data = golden["data"].as_str().unwrap();
     let resp = server.post("/write?db=golden&precision=s", data);
     assert_eq!(resp.status, 204, "{}", resp.describe());
+    // tz() cases across changes of UTC offset read their own database.
+    let resp = server.post(
+        "/write?db=dst&precision=s",
+        golden["data_dst"].as_str().unwrap(),
+    );
+    assert_eq!(resp.status, 204, "{}", resp.describe());
     let cases = golden["cases"].as_array().unwrap();
     assert!(
         cases.len() >= 80,
@@ -110,7 +116,12 @@ fn answers_match_influxdb_1x() {
             Some(e) => format!("&epoch={}", e.as_str().unwrap()),
             None => "&epoch=s".to_string(),
         };
-        let resp = server.get(&format!("/query?db=golden{epoch}&q={}", enc(q)));
+        let db = case
+            .get("params")
+            .and_then(|p| p.get("db"))
+            .and_then(Value::as_str)
+            .unwrap_or("golden");
+        let resp = server.get(&format!("/query?db={db}{epoch}&q={}", enc(q)));
         assert_eq!(resp.status, 200, "{q}: {}", resp.describe());
         let got: Value = serde_json::from_slice(&resp.body).unwrap();
         if known_difference(q, &case["expected"], &got) {
