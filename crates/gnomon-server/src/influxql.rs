@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{ArrayRef, StringArray};
+use arrow::array::{ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use axum::body::Body;
@@ -407,7 +407,46 @@ async fn execute(
                 timezone: planned.timezone,
             })
         }
-        Statement::Explain(_) => Err(not_implemented("EXPLAIN")),
+        Statement::Explain(e) => {
+            // The DataFusion plans of the SELECT, as InfluxDB 3 Core shows them: one series
+            // `explain` with `plan_type` and `plan` (ANALYZE runs it and adds the metrics).
+            let ctx = state.query.session(&db).map_err(StmtError::query)?;
+            let schema = ctx
+                .catalog(CATALOG_NAME)
+                .and_then(|c| c.schema(TABLE_SCHEMA))
+                .ok_or_else(|| StmtError::query(QueryError::DatabaseNotFound(db.clone())))?;
+            let planned = plan_select(&e.select, schema.as_ref(), now_ns())
+                .await
+                .map_err(StmtError::datafusion)?;
+            let batches = ctx
+                .execute_logical_plan(planned.plan)
+                .await
+                .and_then(|frame| frame.explain(e.verbose, e.analyze))
+                .map_err(StmtError::datafusion)?
+                .collect()
+                .await
+                .map_err(StmtError::datafusion)?;
+            let mut values = Vec::new();
+            for batch in &batches {
+                let text = |i: usize| {
+                    arrow::compute::cast(batch.column(i), &DataType::Utf8)
+                        .map_err(|e| StmtError::datafusion(e.into()))
+                };
+                let (kinds, plans) = (text(0)?, text(1)?);
+                let (kinds, plans) = (kinds.as_string::<i32>(), plans.as_string::<i32>());
+                for row in 0..batch.num_rows() {
+                    values.push(vec![
+                        Cell::Str(kinds.value(row).to_string()),
+                        Cell::Str(plans.value(row).to_string()),
+                    ]);
+                }
+            }
+            Ok(Output::Meta(vec![meta_series(
+                "explain",
+                &["plan_type", "plan"],
+                values,
+            )]))
+        }
         Statement::CreateDatabase(_) => Err(not_implemented("CREATE DATABASE")),
         Statement::Delete(_) => Err(not_implemented("DELETE")),
         Statement::DropMeasurement(_) => Err(not_implemented("DROP MEASUREMENT")),

@@ -242,3 +242,44 @@ fn v3_endpoint_formats_and_errors() {
         r.describe()
     );
 }
+
+#[test]
+fn explain_shows_the_plans_and_analyze_runs_them() {
+    let db = data_db();
+    let q = "SELECT mean(usage) FROM cpu WHERE host = 'a' AND time >= 1700000000s \
+             AND time < 1700000100s GROUP BY time(1m)";
+    let plans = |q: &str| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&v1_text(&db, q, "")).unwrap();
+        let series = &v["results"][0]["series"][0];
+        assert_eq!(series["name"], "explain", "{v}");
+        assert_eq!(
+            series["columns"],
+            serde_json::json!(["plan_type", "plan"]),
+            "{v}"
+        );
+        series["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()))
+            .collect()
+    };
+    let explained = plans(&format!("EXPLAIN {q}"));
+    let kinds: Vec<&str> = explained.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["logical_plan", "physical_plan"]);
+    // The tag condition is evaluated before the time bounds (see `scan` in the planner).
+    let physical = &explained[1].1;
+    let filter = physical
+        .lines()
+        .find(|l| l.contains("FilterExec") && l.contains("host@"))
+        .unwrap_or_else(|| panic!("no scan filter in\n{physical}"));
+    assert!(
+        filter.find("host@") < filter.find("time@"),
+        "tag condition should come first: {filter}"
+    );
+    let analyzed = plans(&format!("EXPLAIN ANALYZE {q}"));
+    assert!(
+        analyzed.iter().any(|(_, p)| p.contains("output_rows")),
+        "{analyzed:?}"
+    );
+}
