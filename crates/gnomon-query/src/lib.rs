@@ -19,6 +19,7 @@ mod provider;
 pub mod query_log;
 pub mod system;
 mod time_range;
+pub mod top_one;
 
 use std::collections::HashMap;
 use std::sync::Arc;

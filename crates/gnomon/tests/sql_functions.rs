@@ -235,3 +235,60 @@ fn gapfill_errors_say_what_is_missing() {
         assert!(body.contains(needle), "{q}: expected {needle:?} in {body}");
     }
 }
+
+/// `row_number() … WHERE rn = 1` (the "last point" query) is answered by `TopOneExec`
+/// instead of a sort of every row; the rows must be those of the plain definition.
+#[test]
+fn last_row_per_group_matches_the_window_definition() {
+    // Times out of order across chunks (10-minute chunks: 0 s, 700 s, 1300 s), a host whose
+    // newest row is in the oldest chunk written last, a null field, and a second tag.
+    let db = db_with(
+        "lastrow",
+        "cpu,host=a,dc=x u=1 1300\ncpu,host=a,dc=x u=2 10\ncpu,host=b,dc=x u=3 700\n\
+         cpu,host=b,dc=y u=4 20\ncpu,host=c,dc=y v=5 1310\ncpu,host=a,dc=y u=6 1299\n\
+         cpu,host=b,dc=x u=7 30\ncpu,host=c,dc=y u=8 5",
+    );
+    let q = |partition: &str, order: &str, keep: &str| {
+        format!(
+            "SELECT host, dc, u, v, CAST(time AS BIGINT) AS t, rn FROM (SELECT *, row_number() \
+             OVER (PARTITION BY {partition} ORDER BY {order}) AS rn FROM cpu) AS w \
+             WHERE {keep} ORDER BY host, dc"
+        )
+    };
+    let rows = |partition: &str, order: &str, keep: &str| -> Vec<Value> {
+        server().sql(&db, &q(partition, order, keep))
+    };
+    let ns = |s: i64| s * 1_000_000_000;
+    // Newest row per host.
+    assert_eq!(
+        rows("host", "time DESC", "rn = 1"),
+        vec![
+            json!({"host": "a", "dc": "x", "u": 1.0, "t": ns(1300), "rn": 1}),
+            json!({"host": "b", "dc": "x", "u": 3.0, "t": ns(700), "rn": 1}),
+            json!({"host": "c", "dc": "y", "v": 5.0, "t": ns(1310), "rn": 1}),
+        ]
+    );
+    // Oldest row per (host, dc), written `rn <= 1`.
+    assert_eq!(
+        rows("host, dc", "time ASC", "rn <= 1"),
+        vec![
+            json!({"host": "a", "dc": "x", "u": 2.0, "t": ns(10), "rn": 1}),
+            json!({"host": "a", "dc": "y", "u": 6.0, "t": ns(1299), "rn": 1}),
+            json!({"host": "b", "dc": "x", "u": 7.0, "t": ns(30), "rn": 1}),
+            json!({"host": "b", "dc": "y", "u": 4.0, "t": ns(20), "rn": 1}),
+            json!({"host": "c", "dc": "y", "u": 8.0, "t": ns(5), "rn": 1}),
+        ]
+    );
+    // Larger row numbers still go through the window.
+    assert_eq!(rows("host", "time DESC", "rn = 2").len(), 3);
+    let plan = |q: String| -> String {
+        server()
+            .sql(&db, &format!("EXPLAIN {q}"))
+            .iter()
+            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(plan(q("host", "time DESC", "rn = 1")).contains("TopOneExec"));
+    assert!(!plan(q("host", "time DESC", "rn = 2")).contains("TopOneExec"));
+}

@@ -16,7 +16,9 @@ use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder}
 /// Adds the functions, the gap-filling analyzer rule and the query planner to a session
 /// under construction.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
-    builder.with_query_planner(Arc::new(gapfill::GnomonQueryPlanner))
+    builder
+        .with_query_planner(Arc::new(gapfill::GnomonQueryPlanner))
+        .with_physical_optimizer_rule(Arc::new(crate::top_one::TopOnePerPartition))
 }
 
 /// Registers the functions, and the gap-filling analyzer rule, on a built session state.
