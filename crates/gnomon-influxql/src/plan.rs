@@ -312,7 +312,18 @@ async fn plan_select_inner(
                 None => p,
             }
         } else {
-            plan_raw(table, &split, &group_tags, &fields, tie_break)?
+            // LIMIT counts points per series: keep only the first `offset + limit` of each
+            // series before the per-row projection (tags as strings, one per row) rather
+            // than after; the per-series LIMIT below still decides. Not for subqueries,
+            // whose rows come with the tie-break order of their inner series.
+            let cap = match (stmt.limit, tie_break) {
+                (Some(limit), false) if matches!(table.source, Source::Provider(_)) => Some((
+                    (limit + stmt.offset.unwrap_or(0)) as usize,
+                    stmt.order_by != Some(Order::Descending),
+                )),
+                _ => None,
+            };
+            plan_raw(table, &split, &group_tags, &fields, tie_break, cap)?
         };
         plans.push(p);
     }
@@ -882,8 +893,37 @@ fn plan_raw(
     group_tags: &[String],
     fields: &[(ast::Expr, String)],
     tie_break: bool,
+    cap: Option<(usize, bool)>,
 ) -> Result<LogicalPlan> {
-    let b = scan_present(table, split, fields)?;
+    let mut b = scan_present(table, split, fields)?;
+    if let Some((keep, ascending)) = cap {
+        // A tag the measurement lacks is the same ('') on every row: no partition needed.
+        let partition: Vec<DfExpr> = group_tags
+            .iter()
+            .filter(|t| table.kind(t) == Some(Kind::Tag))
+            .map(|t| ident(t))
+            .collect();
+        let by_time = vec![ident(TIME).sort(ascending, false)];
+        if partition.is_empty() {
+            b = b.sort(by_time)?.limit(0, Some(keep))?;
+        } else {
+            let columns: Vec<DfExpr> = b
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            let rn = row_number()
+                .partition_by(partition)
+                .order_by(by_time)
+                .build()?
+                .alias("__pre_rn");
+            b = b
+                .window(vec![rn])?
+                .filter(ident("__pre_rn").lt_eq(lit(keep as u64)))?
+                .project(columns)?;
+        }
+    }
     let mut proj = vec![
         lit(table.name.as_str()).alias(MEASUREMENT_COLUMN),
         ident(TIME),
