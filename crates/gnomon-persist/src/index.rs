@@ -35,7 +35,26 @@ pub struct ParquetFile {
     /// in an older file of the same chunk.
     pub max_wal_sequence: u64,
     /// The snapshot that wrote it; among files of one chunk, a higher one holds newer writes.
+    /// A compacted file carries the highest snapshot of the files it replaced, so it still
+    /// sorts before any file written after them.
     pub snapshot: u64,
+    /// A compacted file spans several chunks: per chunk start, the WAL sequence its rows are
+    /// persisted up to (replay watermarks). Empty for a file of one chunk, whose watermark is
+    /// `max_wal_sequence` at `chunk_start`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_watermarks: Vec<(i64, u64)>,
+}
+
+impl ParquetFile {
+    /// Per chunk start, the WAL sequence up to which this file (with older files of that
+    /// chunk) holds the chunk's rows.
+    pub fn watermarks(&self) -> Vec<(i64, u64)> {
+        if self.chunk_watermarks.is_empty() {
+            vec![(self.chunk_start, self.max_wal_sequence)]
+        } else {
+            self.chunk_watermarks.clone()
+        }
+    }
 }
 
 /// The file `<node>/snapshots/<inverted seq>.json`: what one snapshot added.
@@ -118,8 +137,10 @@ impl FileIndex {
             .gen1_duration_ns
             .get_or_insert(record.gen1_duration_ns);
         if !record.removed.is_empty() {
+            let removed: hashbrown::HashSet<&str> =
+                record.removed.iter().map(String::as_str).collect();
             for files in state.tables.values_mut() {
-                files.retain(|f| !record.removed.contains(&f.path));
+                files.retain(|f| !removed.contains(f.path.as_str()));
             }
         }
         for file in &record.added {
@@ -156,6 +177,17 @@ impl FileIndex {
             .collect()
     }
 
+    /// Whether every one of `paths` is in the index.
+    pub fn contains_all<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> bool {
+        let state = self.state.read();
+        let present: hashbrown::HashSet<&str> = state
+            .tables
+            .values()
+            .flat_map(|files| files.iter().map(|f| f.path.as_str()))
+            .collect();
+        paths.into_iter().all(|p| present.contains(p))
+    }
+
     pub fn last_sequence(&self) -> u64 {
         self.state.read().last_sequence
     }
@@ -170,7 +202,9 @@ impl FileIndex {
         let mut marks = PersistedWatermarks::default();
         for ((db, table), files) in self.state.read().tables.iter() {
             for f in files {
-                marks.insert(*db, *table, f.chunk_start, f.max_wal_sequence);
+                for (start, sequence) in f.watermarks() {
+                    marks.insert(*db, *table, start, sequence);
+                }
             }
         }
         marks
@@ -194,6 +228,7 @@ mod tests {
             size_bytes: 1,
             max_wal_sequence: snapshot * 100,
             snapshot,
+            chunk_watermarks: Vec::new(),
         }
     }
 

@@ -39,6 +39,23 @@ pub fn parquet_path(
     ))
 }
 
+/// A compacted file: under its first chunk's directory, named after the newest snapshot it
+/// holds and the time it was written (so a retried compaction never overwrites a listed file).
+pub fn compacted_path(
+    node: &str,
+    db: DbId,
+    table: TableId,
+    chunk_start_ns: i64,
+    snapshot: u64,
+    written_ns: i64,
+) -> Path {
+    let dir = parquet_path(node, db, table, chunk_start_ns, snapshot);
+    let dir = dir.as_ref().rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    Path::from(format!(
+        "{dir}/{snapshot:020}-compacted-{written_ns}.parquet"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,9 @@
 //!   delta encoding for time and integers, statistics) ([`writer`]);
 //! - the persisted-file index rebuilt from snapshot records at start-up, and the WAL
 //!   watermarks replay uses to skip rows already persisted ([`index`]);
-//! - the snapshot procedure and its trigger ([`persister`]);
+//! - the snapshot procedure and its trigger, the background removal of deleted and expired
+//!   data, and the compaction task ([`persister`]);
+//! - compaction planning and the streaming merge of sorted files ([`compactor`]);
 //! - the in-memory cache of recently persisted files ([`cache`]);
 //! - the "last write wins" merge of rows with the same series and time across sources
 //!   ([`dedup`]), shared with the query engine.
@@ -17,6 +19,7 @@
 //! `frozen_batch`, `drop_frozen`, `remove_up_to`).
 
 pub mod cache;
+pub mod compactor;
 pub mod dedup;
 pub mod index;
 pub mod layout;
@@ -25,7 +28,9 @@ pub mod writer;
 
 pub use cache::ParquetCache;
 pub use index::{FileIndex, ParquetFile, SnapshotRecord};
-pub use persister::{CrashPoint, Persister, PersisterConfig, SnapshotMode, SnapshotSummary};
+pub use persister::{
+    CompactionSummary, CrashPoint, Persister, PersisterConfig, SnapshotMode, SnapshotSummary,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {

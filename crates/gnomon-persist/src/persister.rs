@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::cache::ParquetCache;
 use crate::index::{FileIndex, ParquetFile, SnapshotRecord, SNAPSHOT_RECORD_VERSION};
-use crate::{layout, writer, PersistError};
+use crate::{compactor, layout, writer, PersistError};
 
 /// Where a test may make the process abort in the middle of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,10 @@ pub enum CrashPoint {
     AfterRecord,
     /// Everything done, including the WAL truncation.
     AfterTruncate,
+    /// Compaction: the merged file written, no record yet.
+    CompactionAfterFile,
+    /// Compaction: the record written, the index not yet swapped.
+    CompactionAfterRecord,
 }
 
 impl CrashPoint {
@@ -37,6 +41,8 @@ impl CrashPoint {
             "after-files" => Some(Self::AfterFiles),
             "after-record" => Some(Self::AfterRecord),
             "after-truncate" => Some(Self::AfterTruncate),
+            "compaction-after-file" => Some(Self::CompactionAfterFile),
+            "compaction-after-record" => Some(Self::CompactionAfterRecord),
             _ => None,
         }
     }
@@ -52,6 +58,10 @@ pub struct PersisterConfig {
     pub force_snapshot_mem_bytes: usize,
     /// Test-only: abort the process at this step of the next snapshot.
     pub crash_point: Option<CrashPoint>,
+    /// How often the compaction task looks for files to merge.
+    pub compaction_interval: Duration,
+    /// Compaction stops adding files to a merge at this many input bytes.
+    pub compaction_target_bytes: u64,
 }
 
 /// Which chunks a snapshot takes.
@@ -75,6 +85,17 @@ pub struct SnapshotSummary {
     pub bytes: u64,
 }
 
+/// What one compaction round did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompactionSummary {
+    /// Files merged away and files written in their place.
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct PersistMetrics {
@@ -83,6 +104,9 @@ pub struct PersistMetrics {
     pub files_written: AtomicU64,
     pub rows_written: AtomicU64,
     pub bytes_written: AtomicU64,
+    pub compactions: AtomicU64,
+    pub failed_compactions: AtomicU64,
+    pub files_compacted: AtomicU64,
 }
 
 /// Writes the buffer to Parquet files in the object store.
@@ -92,11 +116,16 @@ pub struct Persister {
     index: Arc<FileIndex>,
     cache: Arc<ParquetCache>,
     config: PersisterConfig,
-    /// One snapshot (or purge) at a time: a snapshot must persist every frozen chunk it sees.
+    /// One snapshot (or purge, or index swap of a compaction) at a time: a snapshot must
+    /// persist every frozen chunk it sees, and record sequences must be unique.
     running: tokio::sync::Mutex<()>,
-    /// Files of deleted tables already out of the index, deleted from the store on the next
-    /// purge: a query that started before the table was deleted may still be reading them.
-    doomed: parking_lot::Mutex<Vec<String>>,
+    /// One compaction round at a time (it holds `running` only to publish).
+    compacting: tokio::sync::Mutex<()>,
+    /// Files already out of the index (deleted tables, compacted, expired), with the purge
+    /// round that removed them. Deleted from the store on a later round, once no query plan
+    /// holds them (plans keep the `Arc` of every file they will read).
+    doomed: parking_lot::Mutex<Vec<(Arc<ParquetFile>, u64)>>,
+    purge_round: AtomicU64,
     metrics: PersistMetrics,
 }
 
@@ -123,7 +152,9 @@ impl Persister {
             cache,
             config,
             running: tokio::sync::Mutex::new(()),
+            compacting: tokio::sync::Mutex::new(()),
             doomed: parking_lot::Mutex::new(Vec::new()),
+            purge_round: AtomicU64::new(0),
             metrics: PersistMetrics::default(),
         }
     }
@@ -205,28 +236,14 @@ impl Persister {
         }
     }
 
-    /// Removes the data of soft-deleted databases and tables: their buffered chunks at once,
-    /// their Parquet files from the index at once (a snapshot record lists them as removed,
-    /// so a restart does not bring them back) and from the object store on the next purge.
-    /// Returns how many files left the index.
+    /// Removes the data of soft-deleted databases and tables, and the data past its
+    /// database's retention period: buffered chunks at once, Parquet files from the index at
+    /// once (a snapshot record lists them as removed, so a restart does not bring them back)
+    /// and from the object store on a later purge, once no query holds them. Returns how
+    /// many files left the index.
     pub async fn purge_deleted(&self) -> Result<usize, PersistError> {
         let _running = self.running.lock().await;
-        // Deletions decided last round: no query can still be reading them.
-        let to_delete = std::mem::take(&mut *self.doomed.lock());
-        for path in &to_delete {
-            match self
-                .store
-                .delete(&object_store::path::Path::from(path.as_str()))
-                .await
-            {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, path, "could not remove a deleted table's file; will retry");
-                    self.doomed.lock().push(path.clone());
-                }
-            }
-        }
-
+        self.delete_doomed().await;
         let catalog = self.write_buffer.catalog().snapshot();
         let gone = |db: gnomon_catalog::DbId, table: gnomon_catalog::TableId| match catalog
             .database_by_id(db)
@@ -238,16 +255,34 @@ impl Persister {
         if dropped > 0 {
             tracing::info!(tables = dropped, "dropped buffered data of deleted tables");
         }
-        let removed: Vec<String> = self
+        // Retention: rows older than the cutoff are never returned; whole chunks and files
+        // older than it go.
+        let now = gnomon_write_buffer::now_ns();
+        let cutoff = |db: gnomon_catalog::DbId| {
+            catalog
+                .database_by_id(db)
+                .and_then(|d| d.retention_period_ns())
+                .map(|r| now.saturating_sub(r))
+        };
+        let expired = self.write_buffer.buffer().drop_expired_chunks(cutoff);
+        if expired > 0 {
+            tracing::info!(
+                chunks = expired,
+                "dropped buffered chunks past their retention period"
+            );
+        }
+        let removed_files: Vec<Arc<ParquetFile>> = self
             .index
             .all_files()
             .into_iter()
-            .filter(|f| gone(f.db_id, f.table_id))
-            .map(|f| f.path.clone())
+            .filter(|f| {
+                gone(f.db_id, f.table_id) || cutoff(f.db_id).is_some_and(|c| f.max_time < c)
+            })
             .collect();
-        if removed.is_empty() {
+        if removed_files.is_empty() {
             return Ok(0);
         }
+        let removed: Vec<String> = removed_files.iter().map(|f| f.path.clone()).collect();
         let buffer = self.write_buffer.buffer();
         let sequence = self.index.last_sequence() + 1;
         let record = SnapshotRecord {
@@ -272,11 +307,225 @@ impl Persister {
         }
         tracing::info!(
             files = record.removed.len(),
-            "files of deleted tables removed from the index"
+            "files of deleted tables or past their retention period removed from the index"
         );
         let count = record.removed.len();
-        self.doomed.lock().extend(record.removed);
+        self.doom(removed_files);
         Ok(count)
+    }
+
+    /// Files just taken out of the index: deleted from the store on a later round.
+    fn doom(&self, files: Vec<Arc<ParquetFile>>) {
+        let round = self.purge_round.load(Ordering::Relaxed);
+        self.doomed
+            .lock()
+            .extend(files.into_iter().map(|f| (f, round)));
+    }
+
+    /// Deletes the doomed files of earlier rounds that no query holds any more.
+    async fn delete_doomed(&self) {
+        let round = self.purge_round.fetch_add(1, Ordering::Relaxed);
+        let ready: Vec<Arc<ParquetFile>> = {
+            let mut doomed = self.doomed.lock();
+            let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *doomed)
+                .into_iter()
+                .partition(|(f, r)| *r < round && Arc::strong_count(f) == 1);
+            *doomed = keep;
+            ready.into_iter().map(|(f, _)| f).collect()
+        };
+        for file in ready {
+            let path = object_store::path::Path::from(file.path.as_str());
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %file.path, "could not remove a file out of the index; will retry");
+                    self.doomed.lock().push((file, round));
+                }
+            }
+        }
+    }
+
+    /// Files waiting to be deleted (out of the index, maybe still read by a query).
+    pub fn doomed_files(&self) -> usize {
+        self.doomed.lock().len()
+    }
+
+    /// Runs a compaction round every `compaction_interval` until the task is aborted.
+    pub fn spawn_compaction(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let period = this.config.compaction_interval;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.compact(false).await {
+                    tracing::error!(error = %e, "compaction failed; will retry");
+                }
+            }
+        })
+    }
+
+    /// Merges small files of settled time ranges (every range with `force`); see
+    /// [`crate::compactor`].
+    pub async fn compact(&self, force: bool) -> Result<CompactionSummary, PersistError> {
+        let _compacting = self.compacting.lock().await;
+        let settle = self
+            .write_buffer
+            .buffer()
+            .chunk_duration_ns()
+            .saturating_mul(2);
+        let settled_before = gnomon_write_buffer::now_ns().saturating_sub(settle);
+        let groups = compactor::plan(
+            self.index.all_files(),
+            settled_before,
+            self.config.compaction_target_bytes,
+            force,
+        );
+        let mut summary = CompactionSummary::default();
+        for group in groups {
+            let result = self.compact_group(group).await;
+            match result {
+                Ok(Some((inputs, output))) => {
+                    self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .files_compacted
+                        .fetch_add(inputs.len() as u64, Ordering::Relaxed);
+                    summary.files_in += inputs.len();
+                    summary.bytes_in += inputs.iter().map(|f| f.size_bytes).sum::<u64>();
+                    summary.files_out += 1;
+                    summary.bytes_out += output.size_bytes;
+                    summary.rows += output.row_count;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics
+                        .failed_compactions
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        if summary.files_in > 0 {
+            tracing::info!(?summary, "compaction round done");
+        }
+        Ok(summary)
+    }
+
+    /// Merges one group and swaps it into the index. `None` when the table is gone or an
+    /// input left the index meanwhile (deleted table, retention): nothing is published then.
+    async fn compact_group(
+        &self,
+        group: compactor::CompactionGroup,
+    ) -> Result<Option<(Vec<Arc<ParquetFile>>, ParquetFile)>, PersistError> {
+        let started = Instant::now();
+        let catalog = self.write_buffer.catalog().snapshot();
+        let Some(table) = catalog
+            .database_by_id(group.db_id)
+            .filter(|d| !d.deleted())
+            .and_then(|d| d.table_by_id(group.table_id))
+            .filter(|t| !t.deleted())
+        else {
+            return Ok(None);
+        };
+        let schema = gnomon_write_buffer::arrow_schema(table);
+        let mut inputs = Vec::with_capacity(group.files.len());
+        for file in &group.files {
+            let bytes = match self.cache.get(&file.path) {
+                Some(b) => b,
+                None => {
+                    self.store
+                        .get(&object_store::path::Path::from(file.path.as_str()))
+                        .await?
+                        .bytes()
+                        .await?
+                }
+            };
+            inputs.push(bytes);
+        }
+        let properties = writer::compaction_properties(&schema);
+        let encoded =
+            tokio::task::spawn_blocking(move || compactor::merge(&schema, inputs, properties))
+                .await
+                .map_err(|e| PersistError::Internal(e.to_string()))??;
+
+        let files = &group.files;
+        let chunk_start = files.iter().map(|f| f.chunk_start).min().unwrap_or(0);
+        let chunk_end = files.iter().map(|f| f.chunk_end).max().unwrap_or(0);
+        let snapshot = files.iter().map(|f| f.snapshot).max().unwrap_or(0);
+        let mut marks: std::collections::BTreeMap<i64, u64> = Default::default();
+        for f in files {
+            for (start, sequence) in f.watermarks() {
+                let slot = marks.entry(start).or_insert(0);
+                *slot = (*slot).max(sequence);
+            }
+        }
+        let path = layout::compacted_path(
+            &self.config.node_id,
+            group.db_id,
+            group.table_id,
+            chunk_start,
+            snapshot,
+            gnomon_write_buffer::now_ns(),
+        );
+        let output = ParquetFile {
+            path: path.to_string(),
+            db_id: group.db_id,
+            table_id: group.table_id,
+            chunk_start,
+            chunk_end,
+            min_time: encoded.min_time,
+            max_time: encoded.max_time,
+            row_count: encoded.rows,
+            size_bytes: encoded.bytes.len() as u64,
+            max_wal_sequence: marks.values().copied().max().unwrap_or(0),
+            snapshot,
+            chunk_watermarks: marks.into_iter().collect(),
+        };
+        self.store.put(&path, encoded.bytes.into()).await?;
+        self.crash_if(CrashPoint::CompactionAfterFile);
+
+        let _running = self.running.lock().await;
+        let live = self
+            .index
+            .contains_all(files.iter().map(|f| f.path.as_str()));
+        if !live {
+            // The inputs changed under us: the merged file is an orphan; drop it.
+            let _ = self.store.delete(&path).await;
+            return Ok(None);
+        }
+        let buffer = self.write_buffer.buffer();
+        let sequence = self.index.last_sequence() + 1;
+        let record = SnapshotRecord {
+            version: SNAPSHOT_RECORD_VERSION,
+            sequence,
+            gen1_duration_ns: buffer.chunk_duration_ns(),
+            wal_sequence: buffer.last_sequence(),
+            added: vec![output],
+            removed: files.iter().map(|f| f.path.clone()).collect(),
+        };
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| PersistError::Internal(e.to_string()))?;
+        self.store
+            .put(
+                &layout::snapshot_path(&self.config.node_id, sequence),
+                json.into(),
+            )
+            .await?;
+        self.crash_if(CrashPoint::CompactionAfterRecord);
+        self.index.apply(&record);
+        for f in files {
+            self.cache.remove(&f.path);
+        }
+        tracing::debug!(
+            inputs = files.len(),
+            rows = record.added[0].row_count,
+            elapsed = ?started.elapsed(),
+            "files compacted"
+        );
+        self.doom(group.files.clone());
+        let output = record.added.into_iter().next().expect("one output");
+        Ok(Some((group.files, output)))
     }
 
     /// Takes a snapshot (see the module docs). Chunks frozen by an earlier failed snapshot
@@ -357,6 +606,7 @@ impl Persister {
                 size_bytes: encoded.bytes.len() as u64,
                 max_wal_sequence: chunk.max_sequence,
                 snapshot: sequence,
+                chunk_watermarks: Vec::new(),
             });
             contents.push(encoded.bytes);
         }

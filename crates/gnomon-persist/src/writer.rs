@@ -57,6 +57,18 @@ pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties 
     builder.build()
 }
 
+/// Rows per row group of a compacted file: compacted ranges are read whole more often than
+/// they are pruned, and longer runs per series compress better.
+pub const COMPACTED_ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// Writer settings of compacted files: those of [`writer_properties`] with larger row groups.
+pub fn compaction_properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
+    writer_properties(schema)
+        .into_builder()
+        .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
+        .build()
+}
+
 /// Encodes `batch` (one chunk, one row per series and time) sorted by tags then time.
 pub fn encode(batch: &RecordBatch) -> Result<EncodedFile, PersistError> {
     let schema = batch.schema();

@@ -3,20 +3,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::DFSchema;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use gnomon_catalog::{DatabaseSchema, TableSchema};
@@ -116,7 +118,8 @@ impl SchemaProvider for TableSchemaProvider {
                     Arc::clone(table),
                     Arc::clone(&self.buffer),
                 )
-                .with_persisted(self.persisted.clone()),
+                .with_persisted(self.persisted.clone())
+                .with_retention(self.database.retention_period_ns()),
             ) as Arc<dyn TableProvider>
         }))
     }
@@ -139,6 +142,8 @@ pub struct TableScanProvider {
     schema: SchemaRef,
     buffer: Arc<Buffer>,
     persisted: Option<PersistedFiles>,
+    /// The database's retention period (ns): older rows are never returned.
+    retention_ns: Option<i64>,
 }
 
 impl TableScanProvider {
@@ -150,7 +155,13 @@ impl TableScanProvider {
             schema,
             buffer,
             persisted: None,
+            retention_ns: None,
         }
+    }
+
+    pub fn with_retention(mut self, retention_ns: Option<i64>) -> Self {
+        self.retention_ns = retention_ns;
+        self
     }
 
     pub fn with_persisted(mut self, persisted: Option<PersistedFiles>) -> Self {
@@ -158,6 +169,9 @@ impl TableScanProvider {
         self
     }
 }
+
+/// A source's chunk range `[start, end)` and the source: a file or a buffered batch.
+type Span = (i64, i64, Option<Arc<ParquetFile>>, Option<RecordBatch>);
 
 /// Everything holding rows of one chunk time range, oldest write first.
 #[derive(Default)]
@@ -199,7 +213,68 @@ impl TableProvider for TableScanProvider {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let range = TimeRange::from_filters(filters);
+        let mut range = TimeRange::from_filters(filters);
+        let cutoff = self
+            .retention_ns
+            .map(|r| gnomon_write_buffer::now_ns().saturating_sub(r));
+        let Some(cutoff) = cutoff else {
+            return self.scan_range(state, projection, filters, range).await;
+        };
+        // Retention: sources wholly older are skipped, and the rows older than the cutoff in
+        // the others are filtered out (the filter needs `time`, so it is read even when the
+        // query does not project it, and projected away above the filter).
+        range.min = range.min.max(cutoff);
+        let time_idx = self.schema.index_of(gnomon_persist::dedup::TIME)?;
+        let (inner, outer) = match projection {
+            None => (None, None),
+            Some(p) => {
+                let mut inner = p.clone();
+                if !inner.contains(&time_idx) {
+                    inner.push(time_idx);
+                }
+                (Some(inner), Some((0..p.len()).collect::<Vec<_>>()))
+            }
+        };
+        let plan = self
+            .scan_range(state, inner.as_ref(), filters, range)
+            .await?;
+        let time_pos = inner
+            .as_ref()
+            .map_or(Some(time_idx), |i| i.iter().position(|&c| c == time_idx))
+            .ok_or_else(|| DataFusionError::Internal("time not projected".into()))?;
+        let tz = match self.schema.field(time_idx).data_type() {
+            datafusion::arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "time column of type {other}"
+                )))
+            }
+        };
+        let predicate = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new(gnomon_persist::dedup::TIME, time_pos)),
+            Operator::GtEq,
+            Arc::new(Literal::new(ScalarValue::TimestampNanosecond(
+                Some(cutoff),
+                tz,
+            ))),
+        ));
+        Ok(Arc::new(
+            FilterExecBuilder::new(predicate, plan)
+                .apply_projection(outer)?
+                .build()?,
+        ))
+    }
+}
+
+impl TableScanProvider {
+    /// The scan of every source overlapping `range`.
+    async fn scan_range(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        range: TimeRange,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if range.min > range.max {
             return MemorySourceConfig::try_new_exec(
                 &[vec![]],
@@ -219,20 +294,35 @@ impl TableProvider for TableScanProvider {
                 .files(self.db_id, self.table.id, range.min, range.max),
             None => Vec::new(),
         };
-        let mut by_range: BTreeMap<i64, RangeSources> = BTreeMap::new();
-        for file in files {
-            by_range
-                .entry(file.chunk_start)
-                .or_default()
-                .files
-                .push(file);
+        // Sources whose chunk ranges overlap (a compacted file spans many chunks; a late
+        // write's chunk may fall inside it) are merged together.
+        let mut spans: Vec<Span> = files
+            .into_iter()
+            .map(|f| (f.chunk_start, f.chunk_end, Some(f), None))
+            .chain(
+                chunks
+                    .into_iter()
+                    .map(|c| (c.start, c.end, None, Some(c.batch))),
+            )
+            .collect();
+        // Stable: chunks keep their order among themselves (older first).
+        spans.sort_by_key(|s| s.0);
+        let mut by_range: Vec<(i64, RangeSources)> = Vec::new();
+        for (start, end, file, batch) in spans {
+            let fresh = by_range
+                .last()
+                .is_none_or(|(last_end, _)| start >= *last_end);
+            if fresh {
+                by_range.push((end, RangeSources::default()));
+            }
+            let (last_end, sources) = by_range.last_mut().expect("a range");
+            *last_end = (*last_end).max(end);
+            sources.files.extend(file);
+            sources.buffered.extend(batch);
         }
-        for chunk in chunks {
-            by_range
-                .entry(chunk.start)
-                .or_default()
-                .buffered
-                .push(chunk.batch);
+        for (_, sources) in &mut by_range {
+            // Oldest write first: a compacted file sorts by the newest snapshot it holds.
+            sources.files.sort_by_key(|f| f.snapshot);
         }
 
         let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
@@ -277,7 +367,12 @@ impl TableProvider for TableScanProvider {
             let mut file_groups: Vec<Vec<_>> = vec![Vec::new(); groups.min(plain_files.len())];
             let count = file_groups.len();
             for (i, file) in plain_files.iter().enumerate() {
-                file_groups[i % count].push(PersistedFiles::partitioned_file(file));
+                let mut partitioned = PersistedFiles::partitioned_file(file);
+                // The plan holds the index entry, so the file is not deleted from the store
+                // (after a compaction or retention took it out of the index) while this
+                // query may still open it.
+                partitioned.extensions.insert_arc(Arc::clone(file));
+                file_groups[i % count].push(partitioned);
             }
             let config = FileScanConfigBuilder::new(store_url(), Arc::new(source))
                 .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())

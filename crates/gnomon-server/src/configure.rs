@@ -251,6 +251,90 @@ pub async fn create_database(
     Ok(StatusCode::OK.into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct UpdateDatabase {
+    db: String,
+    #[serde(default)]
+    retention_period: Option<String>,
+}
+
+fn retention_ns(
+    text: Option<&str>,
+    bad: impl Fn(String) -> HttpError,
+) -> Result<Option<i64>, HttpError> {
+    match text {
+        None => Ok(None),
+        Some(text) => humantime::parse_duration(text)
+            .map(|d| Some(nanos_of(d)))
+            .map_err(|e| bad(format!("{text:?}: {e}"))),
+    }
+}
+
+async fn set_retention(
+    state: &AppState,
+    db: &str,
+    retention: Option<i64>,
+) -> Result<(), HttpError> {
+    let catalog = state.write_buffer.catalog();
+    let mut txn = catalog.begin().await;
+    txn.set_retention_period(db, retention)
+        .map_err(catalog_error)?;
+    txn.commit().await.map_err(catalog_error)?;
+    Ok(())
+}
+
+/// `PUT /api/v3/configure/database`: `{"db", "retention_period": "<duration>" | null}`; a
+/// missing or null period clears it (infinite).
+pub async fn update_database(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let request: UpdateDatabase = json_body(&state, &headers, body).await?;
+    let retention = retention_ns(request.retention_period.as_deref(), |m| {
+        bad_request(format!("serde json error: invalid retention_period {m}"))
+    })?;
+    set_retention(&state, &request.db, retention).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RetentionParams {
+    db: String,
+    duration: Option<String>,
+}
+
+/// `POST /api/v3/configure/database/retention_period?db=&duration=`: sets the period.
+pub async fn set_retention_period(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let params: RetentionParams =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
+    let Some(duration) = params.duration.as_deref() else {
+        return Err(serde_error("missing field `duration`"));
+    };
+    let retention = retention_ns(Some(duration), |m| {
+        HttpError::plain(
+            StatusCode::BAD_REQUEST,
+            format!("Cannot parse the given human time: {m}"),
+        )
+    })?;
+    set_retention(&state, &params.db, retention).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/v3/configure/database/retention_period?db=`: clears the period.
+pub async fn clear_retention_period(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let params: RetentionParams =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
+    set_retention(&state, &params.db, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Field types of `POST /api/v3/configure/table`, spelled as the reference spells them.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]

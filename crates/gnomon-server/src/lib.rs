@@ -115,10 +115,12 @@ const ROUTES: &[&str] = &[
     "/api/v3/query_influxql",
     "/query",
     "/api/v3/configure/database",
+    "/api/v3/configure/database/retention_period",
     "/api/v3/configure/table",
     "/api/v3/configure/last_cache",
     "/api/v3/configure/distinct_cache",
     "/api/v3/gnomon/snapshot",
+    "/api/v3/gnomon/compact",
     "/api/v3/configure/processing_engine_trigger",
     "/api/v3/configure/processing_engine_trigger/enable",
     "/api/v3/configure/processing_engine_trigger/disable",
@@ -158,7 +160,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v3/configure/database",
             get(configure::list_databases)
                 .post(configure::create_database)
+                .put(configure::update_database)
                 .delete(configure::delete_database),
+        )
+        .route(
+            "/api/v3/configure/database/retention_period",
+            post(configure::set_retention_period).delete(configure::clear_retention_period),
         )
         .route(
             "/api/v3/configure/table",
@@ -173,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(configure::create_distinct_cache).delete(configure::delete_distinct_cache),
         )
         .route("/api/v3/gnomon/snapshot", post(snapshot))
+        .route("/api/v3/gnomon/compact", post(compact))
         .route(
             "/api/v3/configure/processing_engine_trigger",
             post(engine::create_trigger).delete(engine::delete_trigger),
@@ -346,6 +354,27 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /api/v3/gnomon/compact` (Gnomon-specific): one compaction round over every time
+/// range, settled or not; answers `{"files_in","files_out","bytes_in","bytes_out","rows"}`.
+async fn compact(State(state): State<Arc<AppState>>) -> Response {
+    let Some(persister) = &state.persister else {
+        return HttpError::message(StatusCode::NOT_FOUND, "persistence is not enabled")
+            .into_response();
+    };
+    match persister.compact(true).await {
+        Ok(summary) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&summary).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => HttpError::message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("compaction failed: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// `POST /api/v3/gnomon/snapshot` (Gnomon-specific): persists every buffered chunk now and

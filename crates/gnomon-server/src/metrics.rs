@@ -283,6 +283,21 @@ impl Collector for PersisterCollector {
                 "Bytes of Parquet files written",
                 &m.bytes_written,
             ),
+            (
+                "gnomon_compactions",
+                "Merged files written by compaction",
+                &m.compactions,
+            ),
+            (
+                "gnomon_compactions_failed",
+                "Compaction rounds that failed (retried by the next round)",
+                &m.failed_compactions,
+            ),
+            (
+                "gnomon_parquet_files_compacted",
+                "Parquet files merged away by compaction",
+                &m.files_compacted,
+            ),
         ];
         for (name, help, value) in counters {
             encode_one(

@@ -381,6 +381,25 @@ impl Buffer {
         before - tables.len()
     }
 
+    /// Drops the writable chunks wholly older than `cutoff(db)` (retention); frozen chunks
+    /// are left to their snapshot. Returns how many chunks were dropped.
+    pub fn drop_expired_chunks(&self, cutoff: impl Fn(DbId) -> Option<i64>) -> usize {
+        let duration = self.chunk_duration_ns;
+        let mut dropped = 0;
+        for (&(db, _), table) in self.tables.read().iter() {
+            let Some(cutoff) = cutoff(db) else {
+                continue;
+            };
+            let mut table = table.lock();
+            let before = table.chunks.len();
+            table
+                .chunks
+                .retain(|&start, _| start.saturating_add(duration) > cutoff);
+            dropped += before - table.chunks.len();
+        }
+        dropped
+    }
+
     /// Approximate bytes held by the buffer.
     pub fn size_bytes(&self) -> usize {
         self.tables

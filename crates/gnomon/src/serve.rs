@@ -172,8 +172,17 @@ pub struct ServeArgs {
     #[arg(long, env = "GNOMON_DISABLE_PARQUET_MEM_CACHE")]
     disable_parquet_mem_cache: bool,
 
+    /// How often the compaction task looks for small files of settled time ranges to merge.
+    #[arg(long, env = "GNOMON_COMPACTION_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    compaction_check_interval: Duration,
+
+    /// Compaction merges files into outputs of about this many bytes (`100MB`, `1GiB`).
+    #[arg(long, env = "GNOMON_COMPACTION_TARGET_SIZE", default_value = "100MB")]
+    compaction_target_size: String,
+
     /// Test only: abort the process at a step of the next snapshot (`after-files`,
-    /// `after-record`, `after-truncate`) to exercise crash recovery.
+    /// `after-record`, `after-truncate`) or compaction (`compaction-after-file`,
+    /// `compaction-after-record`) to exercise crash recovery.
     #[arg(long, env = "GNOMON_TEST_CRASH_POINT", hide = true)]
     test_crash_point: Option<String>,
 
@@ -325,6 +334,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let force_snapshot_mem_bytes = parse_memory(&args.force_snapshot_mem_threshold)
         .context("--force-snapshot-mem-threshold")?;
+    let compaction_target_bytes =
+        parse_memory(&args.compaction_target_size).context("--compaction-target-size")?;
+    anyhow::ensure!(
+        !args.compaction_check_interval.is_zero(),
+        "--compaction-check-interval must be positive"
+    );
     let parquet_cache_bytes = if args.disable_parquet_mem_cache {
         0
     } else {
@@ -431,9 +446,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             check_interval: args.snapshot_check_interval,
             force_snapshot_mem_bytes,
             crash_point,
+            compaction_interval: args.compaction_check_interval,
+            compaction_target_bytes: compaction_target_bytes as u64,
         },
     ));
     let trigger = persister.spawn_trigger();
+    let compaction = persister.spawn_compaction();
     let query = QueryEngine::new(
         Arc::clone(&catalog),
         Arc::clone(write_buffer.buffer()),
@@ -496,6 +514,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     gnomon_server::serve(listener, state, shutdown_signal()).await?;
     trigger.abort();
+    compaction.abort();
     catalog_watch.abort();
     tracing::info!("shutting down: flushing the WAL");
     write_buffer.shutdown().await.context("flushing the WAL")?;

@@ -444,3 +444,340 @@ fn deleted_databases_and_tables_lose_their_files_in_the_background() {
     let rows = server.sql(DB, "SELECT count(*) AS c FROM mem");
     assert_eq!(rows[0]["c"], 1, "a recreated table starts empty");
 }
+
+// ------------------------------------------------------------------------------------------
+// Compaction
+
+fn compact(server: &Server) -> Value {
+    let resp = server.post("/api/v3/gnomon/compact", "");
+    assert_eq!(resp.status, 200, "compaction failed:\n{}", resp.describe());
+    resp.json()
+}
+
+/// Per host: row count, sum of `usage`, max of `n` (an answer that changes if any row is lost,
+/// doubled or has a stale value).
+fn per_host(server: &Server) -> Vec<Value> {
+    server.sql(
+        DB,
+        "SELECT host, count(*) AS c, sum(usage) AS s, max(n) AS m FROM cpu GROUP BY host ORDER BY host",
+    )
+}
+
+/// Several snapshots of overlapping writes over 40 minutes (4 chunks): one file per chunk
+/// and snapshot, rewrites of persisted rows in later files. Returns the start time.
+fn many_small_files(server: &Server) -> i64 {
+    let start = NS - NS % (60 * MINUTE);
+    for round in 0..4 {
+        // Every round rewrites the first 10 points of every host and adds 10 new ones.
+        server.write_ok(DB, cpu_lines(8, 10, start, round as f64 / 10.0), "");
+        server.write_ok(
+            DB,
+            cpu_lines(8, 10, start + (10 + round * 10) * MINUTE, 0.0),
+            "",
+        );
+        snapshot(server);
+    }
+    start
+}
+
+/// Waits until the files out of the index are gone from the store too.
+fn wait_for_files(server: &Server, count: usize) {
+    let dbs = server.data_dir().join(NODE_ID).join("dbs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parquet_files(&dbs).len() != count {
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} files, found {:?}",
+            parquet_files(&dbs)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn compaction_merges_small_files_and_answers_stay_the_same() {
+    let mut server = Server::start(&[
+        "--snapshot-check-interval",
+        "200ms",
+        "--compaction-check-interval",
+        "1h",
+    ]);
+    let start = many_small_files(&server);
+    let dbs = server.data_dir().join(NODE_ID).join("dbs");
+    let files_before = parquet_files(&dbs).len();
+    assert!(files_before >= 8, "{files_before} files");
+    // A late write into the range about to be compacted, left in the buffer.
+    server.write_ok(DB, cpu_lines(8, 2, start + 5 * MINUTE, 0.75), "");
+    let expected_rows = rows(&server);
+    assert_eq!(expected_rows.len(), 8 * 50);
+    let expected = per_host(&server);
+    assert_eq!(
+        expected_rows
+            .iter()
+            .filter(|(h, t, _)| h == "h03" && *t == start + 5 * MINUTE)
+            .map(|r| r.2)
+            .collect::<Vec<_>>(),
+        vec![3000.75],
+        "the buffered late write wins"
+    );
+
+    // Queries keep running, and answering the same, while the compaction swaps the files.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summary = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut answered = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || answered < 3 {
+                assert_eq!(per_host(&server), expected, "a query during compaction");
+                answered += 1;
+            }
+            answered
+        });
+        let summary = compact(&server);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() >= 3);
+        summary
+    });
+    assert_eq!(
+        summary["files_in"].as_u64(),
+        Some(files_before as u64),
+        "{summary}"
+    );
+    assert_eq!(summary["files_out"], 1, "one hour of one table: {summary}");
+    assert_eq!(summary["rows"], 8 * 50, "{summary}");
+    assert_eq!(rows(&server), expected_rows, "after compaction");
+    assert_eq!(per_host(&server), expected);
+    // The old files leave the store on a later purge round.
+    wait_for_files(&server, 1);
+    let metrics = server.metrics();
+    assert_eq!(
+        metric(&metrics, "gnomon_parquet_files_compacted_total") as usize,
+        files_before,
+        "{metrics}"
+    );
+    // Nothing left to merge.
+    assert_eq!(compact(&server)["files_in"], 0);
+
+    server.restart();
+    assert_eq!(
+        rows(&server),
+        expected_rows,
+        "after a restart (compacted file + WAL)"
+    );
+
+    // The buffered late write is persisted next to the compacted file and merged into it.
+    snapshot(&server);
+    assert_eq!(parquet_files(&dbs).len(), 2);
+    assert_eq!(
+        rows(&server),
+        expected_rows,
+        "compacted file + a newer file"
+    );
+    let summary = compact(&server);
+    assert_eq!(summary["files_in"], 2, "{summary}");
+    wait_for_files(&server, 1);
+    assert_eq!(rows(&server), expected_rows);
+    server.restart();
+    assert_eq!(
+        rows(&server),
+        expected_rows,
+        "every row once after the second restart"
+    );
+    // start is 2023-11-14T22:00:00Z.
+    assert_eq!(start, 1_699_999_200 * 1_000_000_000);
+    let filtered = server.sql(
+        DB,
+        "SELECT count(*) AS c FROM cpu \
+         WHERE time >= '2023-11-14T22:20:00Z' AND time < '2023-11-14T22:30:00Z'",
+    );
+    assert_eq!(filtered[0]["c"], 80, "time filters on a compacted file");
+}
+
+fn compaction_crash_at(point: &str) {
+    let mut server = Server::start(&["--test-crash-point", point]);
+    let start = many_small_files(&server);
+    let before = rows(&server);
+    let resp = server
+        .client()
+        .post(server.url("/api/v3/gnomon/compact"))
+        .send();
+    assert!(
+        resp.is_err() || !resp.unwrap().status().is_success(),
+        "the server should have aborted at {point}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.try_wait().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "server still running after {point}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.set_args(&[]);
+    server.restart();
+    assert_eq!(rows(&server), before, "after a crash at {point}");
+    server.write_ok(DB, cpu_lines(8, 1, start + 3 * MINUTE, 0.5), "");
+    snapshot(&server);
+    compact(&server);
+    server.restart();
+    let after = rows(&server);
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "after a crash at {point} and a new compaction"
+    );
+    assert_eq!(
+        after.iter().filter(|(_, _, u)| u.fract() == 0.5).count(),
+        8,
+        "the rewrite after the crash wins"
+    );
+}
+
+#[test]
+fn crash_after_the_compacted_file_before_its_record() {
+    compaction_crash_at("compaction-after-file");
+}
+
+#[test]
+fn crash_after_the_compaction_record() {
+    compaction_crash_at("compaction-after-record");
+}
+
+// ------------------------------------------------------------------------------------------
+// Retention
+
+fn put_database(server: &Server, body: &str) -> common::Resp {
+    server.request(
+        reqwest::Method::PUT,
+        "/api/v3/configure/database",
+        &[("content-type", "application/json")],
+        Some(body.as_bytes().to_vec()),
+    )
+}
+
+fn hosts(server: &Server, db: &str) -> Vec<String> {
+    server
+        .sql(db, "SELECT host FROM cpu ORDER BY host")
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn count_in(server: &Server, db: &str) -> i64 {
+    server.sql(db, "SELECT count(*) AS c FROM cpu")[0]["c"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn retention_hides_old_rows_and_drops_old_files() {
+    const HOUR: i64 = 60 * MINUTE;
+    let mut server = Server::start(&["--snapshot-check-interval", "200ms"]);
+    let db = common::unique_name("ret");
+    let now = common::now_ns();
+    server.write_ok(
+        &db,
+        format!(
+            "cpu,host=a usage=1 {}\ncpu,host=b usage=2 {}\ncpu,host=c usage=3 {}\n",
+            now - 3 * HOUR,
+            now - 2 * HOUR,
+            now - MINUTE
+        ),
+        "",
+    );
+    assert_eq!(count_in(&server, &db), 3);
+    snapshot(&server);
+    let dbs = server.data_dir().join(NODE_ID).join("dbs");
+    assert_eq!(parquet_files(&dbs).len(), 3, "one file per chunk");
+
+    let resp = put_database(
+        &server,
+        &format!(r#"{{"db":"{db}","retention_period":"90m"}}"#),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    assert_eq!(
+        hosts(&server, &db),
+        ["c"],
+        "rows past retention are never returned"
+    );
+    assert_eq!(count_in(&server, &db), 1);
+    let rows = server.sql(
+        &db,
+        "SELECT count(*) AS c FROM cpu WHERE time < now() - interval '1 hour'",
+    );
+    assert_eq!(rows[0]["c"], 0);
+    // The files wholly older than the cutoff leave the index, then the store.
+    wait_for_files(&server, 1);
+
+    // Old writes are accepted but invisible.
+    server.write_ok(&db, format!("cpu,host=d usage=4 {}\n", now - 5 * HOUR), "");
+    assert_eq!(hosts(&server, &db), ["c"]);
+
+    // Cleared: new old rows show again; the dropped files do not come back.
+    let resp = put_database(
+        &server,
+        &format!(r#"{{"db":"{db}","retention_period":null}}"#),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    server.write_ok(&db, format!("cpu,host=e usage=5 {}\n", now - 3 * HOUR), "");
+    let visible = hosts(&server, &db);
+    assert!(
+        visible.contains(&"e".to_string()) && !visible.contains(&"a".to_string()),
+        "{visible:?}"
+    );
+
+    // The retention_period endpoints set and clear it too.
+    let path = format!("/api/v3/configure/database/retention_period?db={db}&duration=1h");
+    let resp = server.post(&path, "");
+    assert_eq!(resp.status, 204, "{}", resp.describe());
+    assert_eq!(hosts(&server, &db), ["c"]);
+    let path = format!("/api/v3/configure/database/retention_period?db={db}");
+    let resp = server.request(reqwest::Method::DELETE, &path, &[], None);
+    assert_eq!(resp.status, 204, "{}", resp.describe());
+    server.write_ok(&db, format!("cpu,host=f usage=6 {}\n", now - 3 * HOUR), "");
+    let visible = hosts(&server, &db);
+    assert!(visible.contains(&"f".to_string()), "{visible:?}");
+    assert!(!visible.contains(&"a".to_string()) && !visible.contains(&"b".to_string()));
+    let resp = put_database(
+        &server,
+        &format!(r#"{{"db":"{db}","retention_period":"1h"}}"#),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    server.restart();
+    assert_eq!(hosts(&server, &db), ["c"], "retention survives a restart");
+
+    // Errors.
+    let resp = put_database(&server, r#"{"db":"no_such_db","retention_period":"1d"}"#);
+    assert_eq!(resp.status, 404, "{}", resp.describe());
+    let resp = put_database(
+        &server,
+        &format!(r#"{{"db":"{db}","retention_period":"soon"}}"#),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.describe());
+    let path = format!("/api/v3/configure/database/retention_period?db={db}&duration=soon");
+    let resp = server.post(&path, "");
+    assert_eq!(resp.status, 400, "{}", resp.describe());
+    assert!(
+        resp.text().contains("Cannot parse the given human time"),
+        "{}",
+        resp.text()
+    );
+
+    // A database created with a retention period hides old writes from the start.
+    let fresh = common::unique_name("ret_new");
+    let resp = server.post_with(
+        "/api/v3/configure/database",
+        &[("content-type", "application/json")],
+        format!(r#"{{"db":"{fresh}","retention_period":"1h"}}"#),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.describe());
+    server.write_ok(
+        &fresh,
+        format!(
+            "cpu,host=old usage=1 {}\ncpu,host=new usage=2 {}\n",
+            now - 2 * HOUR,
+            now
+        ),
+        "",
+    );
+    assert_eq!(hosts(&server, &fresh), ["new"]);
+}
