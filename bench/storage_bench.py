@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Bytes per row on disk, before and after compaction, and restart time (issue 3).
+
+Usage: storage_bench.py GNOMON_BINARY (LINE_PROTOCOL_FILE | --hours N [--hosts H])
+                        [--workdir DIR] [--extra ARG ...]
+
+Starts a fresh server (file object store, random port) in a temp dir under --workdir, loads
+the file with ../shared/bench/load.py (override with LOAD_PY=...), forces a snapshot
+(`POST /api/v3/gnomon/snapshot`). With --hours, the TSBS cpu-only data (../shared/bench/gen.py,
+from 2016-01-01) is generated, loaded and snapshotted one hour at a time (so neither the
+text nor the buffer of a whole day has to fit on disk or in memory). Then:
+
+1. Parquet bytes on disk / rows, and `SELECT count(*), avg(usage_user) FROM cpu` time;
+2. forces a compaction (`POST /api/v3/gnomon/compact`), waits until the merged-away files
+   are gone, and measures the same again;
+3. restarts the server and measures the time from start to the first answered query
+   (and that query's answer).
+
+Query times are the median of 5 runs after one warm-up. Prints one JSON object.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOAD_PY = os.environ.get("LOAD_PY", os.path.join(HERE, "../../shared/bench/load.py"))
+GEN_PY = os.environ.get("GEN_PY", os.path.join(HERE, "../../shared/bench/gen.py"))
+DB = "bench"
+QUERY = "SELECT count(*) AS c, avg(usage_user) AS a FROM cpu"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url, body=b"", timeout=3600):
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.read()
+
+
+def sql(base, q):
+    body = json.dumps({"db": DB, "q": q, "format": "json"}).encode()
+    return json.loads(post(base + "/api/v3/query_sql", body))
+
+
+def timed_query(base, runs=5):
+    sql(base, QUERY)
+    times, answer = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        answer = sql(base, QUERY)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), answer
+
+
+def parquet_bytes(data_dir):
+    total, files = 0, 0
+    for root, _, names in os.walk(data_dir):
+        for n in names:
+            if n.endswith(".parquet"):
+                total += os.path.getsize(os.path.join(root, n))
+                files += 1
+    return total, files
+
+
+def start(binary, data_dir, port, extra, log):
+    return subprocess.Popen(
+        [binary, "serve", "--http-bind", f"127.0.0.1:{port}", "--data-dir", data_dir,
+         "--node-id", "bench", "--object-store", "file",
+         # The benchmark forces snapshot and compaction itself; the 1 s trigger only deletes
+         # merged-away files (nothing is due: the data is old but was just written).
+         "--snapshot-check-interval", "1s", "--compaction-check-interval", "1h", *extra],
+        stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(base, proc, deadline=120):
+    end = time.time() + deadline
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.01)
+    sys.exit("server not ready")
+
+
+def stream_hours(base, url, hosts, hours):
+    """Pipes gen.py's output to the server in 5000-line requests (4 at a time), with a
+    snapshot after every hour of data. Returns (load seconds, snapshot seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+    gen = subprocess.Popen([sys.executable, GEN_PY, "--hosts", str(hosts), "--duration",
+                            f"{hours}h", "-o", "-"], stdout=subprocess.PIPE, bufsize=1 << 20)
+    per_hour = hosts * 360
+    load_s = snapshot_s = 0.0
+    with ThreadPoolExecutor(4) as pool:
+        for hour in range(hours):
+            t = time.perf_counter()
+            pending, batch = [], []
+            for _ in range(per_hour):
+                batch.append(gen.stdout.readline())
+                if len(batch) == 5000:
+                    pending.append(pool.submit(post, url, b"".join(batch)))
+                    batch = []
+                if len(pending) > 8:
+                    pending.pop(0).result()
+            if batch:
+                pending.append(pool.submit(post, url, b"".join(batch)))
+            for p in pending:
+                p.result()
+            load_s += time.perf_counter() - t
+            t = time.perf_counter()
+            snap = json.loads(post(base + "/api/v3/gnomon/snapshot"))
+            snapshot_s += time.perf_counter() - t
+            print(f"hour {hour}: {snap}", file=sys.stderr, flush=True)
+    gen.wait()
+    return load_s, snapshot_s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("data", nargs="?")
+    ap.add_argument("--hours", type=int)
+    ap.add_argument("--hosts", type=int, default=4000)
+    ap.add_argument("--workdir", default="/tmp")
+    ap.add_argument("--extra", nargs="*", default=[])
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="gnomon-storage-", dir=args.workdir)
+    if args.hours:
+        lines = args.hours * args.hosts * 360
+        name = f"cpu-{args.hosts}-{args.hours}h (generated hour by hour)"
+    else:
+        lines = json.load(open(args.data + ".meta.json"))["lines"]
+        name = os.path.basename(args.data)
+    data_dir = os.path.join(work, "data")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, "server.log"), "ab")
+    out = {"lines": lines, "data": name}
+    proc = start(args.binary, data_dir, port, args.extra, log)
+    try:
+        wait_ready(base, proc)
+        url = f"{base}/api/v3/write_lp?db={DB}&precision=nanosecond"
+        load_s = snapshot_s = 0.0
+        if args.hours:
+            load_s, snapshot_s = stream_hours(base, url, args.hosts, args.hours)
+        else:
+            t = time.perf_counter()
+            subprocess.run([sys.executable, LOAD_PY, args.data, "--url", url],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            load_s = time.perf_counter() - t
+            t = time.perf_counter()
+            post(base + "/api/v3/gnomon/snapshot")
+            snapshot_s = time.perf_counter() - t
+        out["load_s"] = round(load_s, 1)
+        out["snapshot_s"] = round(snapshot_s, 2)
+        size, files = parquet_bytes(data_dir)
+        q, answer = timed_query(base)
+        out["persisted"] = {"bytes": size, "files": files, "bytes_per_row": round(size / lines, 3),
+                            "query_s": round(q, 3), "answer": answer}
+        t = time.perf_counter()
+        out["compaction"] = json.loads(post(base + "/api/v3/gnomon/compact"))
+        out["compaction_s"] = round(time.perf_counter() - t, 2)
+        # The merged-away files go on a later purge round (every second).
+        expected = files - out["compaction"]["files_in"] + out["compaction"]["files_out"]
+        end = time.time() + 30
+        while parquet_bytes(data_dir)[1] > expected and time.time() < end:
+            time.sleep(0.2)
+        size, files = parquet_bytes(data_dir)
+        q, answer = timed_query(base)
+        out["compacted"] = {"bytes": size, "files": files, "bytes_per_row": round(size / lines, 3),
+                            "query_s": round(q, 3), "answer": answer}
+        proc.terminate()
+        proc.wait(60)
+        t = time.perf_counter()
+        proc = start(args.binary, data_dir, port, args.extra, log)
+        wait_ready(base, proc)
+        answer = sql(base, QUERY)
+        out["restart_to_first_answer_s"] = round(time.perf_counter() - t, 3)
+        out["restart_answer"] = answer
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        if os.environ.get("KEEP") is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            out["workdir"] = work
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
