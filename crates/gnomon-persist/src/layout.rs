@@ -13,6 +13,11 @@ pub fn snapshots_dir(node: &str) -> Path {
     Path::from(format!("{node}/snapshots"))
 }
 
+/// Where every Parquet file lives.
+pub fn dbs_dir(node: &str) -> Path {
+    Path::from(format!("{node}/dbs"))
+}
+
 pub fn snapshot_path(node: &str, sequence: u64) -> Path {
     Path::from(format!("{node}/snapshots/{:020}.json", u64::MAX - sequence))
 }

@@ -345,15 +345,59 @@ impl Persister {
         }
     }
 
+    /// Deletes the Parquet files no snapshot record lists and no query can hold: left by a
+    /// crash before a snapshot's or a compaction's record (their rows are in the WAL or in
+    /// the inputs), or after a compaction's record (the inputs, out of the index). Holds
+    /// both locks, so no snapshot or compaction is between writing a file and recording it.
+    /// Returns how many files it deleted.
+    pub async fn sweep_orphans(&self) -> Result<usize, PersistError> {
+        use futures::TryStreamExt;
+        let _compacting = self.compacting.lock().await;
+        let _running = self.running.lock().await;
+        let listed: hashbrown::HashSet<String> = self
+            .index
+            .all_files()
+            .iter()
+            .map(|f| f.path.clone())
+            .chain(self.doomed.lock().iter().map(|(f, _)| f.path.clone()))
+            .collect();
+        let dir = layout::dbs_dir(&self.config.node_id);
+        let orphans: Vec<object_store::path::Path> = self
+            .store
+            .list(Some(&dir))
+            .try_filter(|m| {
+                let keep = listed.contains(m.location.as_ref())
+                    || m.location.extension() != Some("parquet");
+                futures::future::ready(!keep)
+            })
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        for path in &orphans {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::info!(files = orphans.len(), "unlisted Parquet files removed");
+        }
+        Ok(orphans.len())
+    }
+
     /// Files waiting to be deleted (out of the index, maybe still read by a query).
     pub fn doomed_files(&self) -> usize {
         self.doomed.lock().len()
     }
 
-    /// Runs a compaction round every `compaction_interval` until the task is aborted.
+    /// Sweeps orphans once (see [`Persister::sweep_orphans`]), then runs a compaction round
+    /// every `compaction_interval` until the task is aborted.
     pub fn spawn_compaction(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            if let Err(e) = this.sweep_orphans().await {
+                tracing::warn!(error = %e, "could not remove unlisted Parquet files");
+            }
             let period = this.config.compaction_interval;
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

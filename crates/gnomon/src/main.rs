@@ -34,6 +34,8 @@ enum Command {
     Create(cli::manage::CreateArgs),
     /// Delete a database, table, last_cache, distinct_cache or trigger on a running server.
     Delete(cli::manage::DeleteArgs),
+    /// Update a database's retention period on a running server.
+    Update(cli::manage::UpdateArgs),
     /// Show databases, tables, last_caches, distinct_caches or plugins of a running server.
     Show(cli::manage::ShowArgs),
     /// Run a SQL or InfluxQL query on a running server.
@@ -65,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(*args),
         Command::Create(args) => exit_on_error(cli::manage::run(cli::manage::create(args))),
         Command::Delete(args) => exit_on_error(cli::manage::run(cli::manage::delete(args))),
+        Command::Update(args) => exit_on_error(cli::manage::run(cli::manage::update(args))),
         Command::Show(args) => exit_on_error(cli::manage::run(cli::manage::show(args))),
         Command::Query(args) => exit_on_error(cli::manage::run(cli::query::query(args))),
         Command::Write(args) => exit_on_error(cli::manage::run(cli::write::write(args))),

@@ -172,6 +172,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GNOMON_DISABLE_PARQUET_MEM_CACHE")]
     disable_parquet_mem_cache: bool,
 
+    /// Accepted for compatibility with `influxdb3 serve`: retention is applied on every
+    /// `--snapshot-check-interval` tick (rows past it are never returned in any case).
+    #[arg(long, env = "GNOMON_RETENTION_CHECK_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
+    retention_check_interval: Duration,
+
     /// How often the compaction task looks for small files of settled time ranges to merge.
     #[arg(long, env = "GNOMON_COMPACTION_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     compaction_check_interval: Duration,
@@ -434,7 +439,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(?report, "WAL replayed");
     let write_buffer = Arc::new(write_buffer);
-    let _ = args.wal_snapshot_size;
+    let _ = (args.wal_snapshot_size, args.retention_check_interval);
     let cache = Arc::new(ParquetCache::new(parquet_cache_bytes));
     let persister = Arc::new(Persister::new(
         Arc::clone(&store),

@@ -624,3 +624,68 @@ fn limits_are_422_with_a_clear_message() {
     );
     assert_eq!(table("t2").status, 200);
 }
+
+#[test]
+fn cli_update_database_retention() {
+    let server = Server::start(&[]);
+    let db = unique_name("cli_ret");
+    let out = cli(
+        &server,
+        &["create", "database", &db, "--retention-period", "30d"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let retention = |server: &Server| {
+        server.sql(
+            "_internal",
+            &format!(
+                "SELECT retention_period_ns FROM system.databases WHERE database_name = '{db}'"
+            ),
+        )[0]["retention_period_ns"]
+            .clone()
+    };
+    assert_eq!(retention(&server), 30 * 86_400 * 1_000_000_000_i64);
+
+    let out = cli(
+        &server,
+        &["update", "database", "-d", &db, "--retention-period", "7d"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Database \"{db}\" updated successfully")
+    );
+    assert_eq!(retention(&server), 7 * 86_400 * 1_000_000_000_i64);
+
+    let out = cli(
+        &server,
+        &[
+            "update",
+            "database",
+            "-d",
+            &db,
+            "--retention-period",
+            "none",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(retention(&server).is_null());
+
+    let out = cli(
+        &server,
+        &[
+            "update",
+            "database",
+            "-d",
+            "nope",
+            "--retention-period",
+            "1d",
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("Update command failed: server responded with error [404 Not Found]"),
+        "{}",
+        out.stderr
+    );
+}

@@ -592,7 +592,7 @@ fn compaction_merges_small_files_and_answers_stay_the_same() {
     assert_eq!(filtered[0]["c"], 80, "time filters on a compacted file");
 }
 
-fn compaction_crash_at(point: &str) {
+fn compaction_crash_at(point: &str, listed_after: usize) {
     let mut server = Server::start(&["--test-crash-point", point]);
     let start = many_small_files(&server);
     let before = rows(&server);
@@ -612,9 +612,14 @@ fn compaction_crash_at(point: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let dbs = server.data_dir().join(NODE_ID).join("dbs");
+    assert_eq!(parquet_files(&dbs).len(), 9, "8 inputs and the merged file");
     server.set_args(&[]);
     server.restart();
     assert_eq!(rows(&server), before, "after a crash at {point}");
+    // The files the crash left unlisted (the merged file, or the merged-away inputs) are
+    // swept after the restart.
+    wait_for_files(&server, listed_after);
     server.write_ok(DB, cpu_lines(8, 1, start + 3 * MINUTE, 0.5), "");
     snapshot(&server);
     compact(&server);
@@ -634,12 +639,12 @@ fn compaction_crash_at(point: &str) {
 
 #[test]
 fn crash_after_the_compacted_file_before_its_record() {
-    compaction_crash_at("compaction-after-file");
+    compaction_crash_at("compaction-after-file", 8);
 }
 
 #[test]
 fn crash_after_the_compaction_record() {
-    compaction_crash_at("compaction-after-record");
+    compaction_crash_at("compaction-after-record", 1);
 }
 
 // ------------------------------------------------------------------------------------------

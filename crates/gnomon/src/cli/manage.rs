@@ -107,6 +107,53 @@ fn parse_field(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    conn: ConnectionArgs,
+    #[command(subcommand)]
+    what: UpdateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UpdateCommand {
+    /// Change a database's retention period.
+    Database {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// How long data is kept, e.g. `30d`; `none` keeps it forever.
+        #[arg(long, required = true)]
+        retention_period: String,
+    },
+}
+
+/// `gnomon update database -d <db> --retention-period <duration|none>`.
+pub async fn update(args: UpdateArgs) -> CliResult<()> {
+    let client = Client::new(&args.conn, "Update")?;
+    match args.what {
+        UpdateCommand::Database {
+            db,
+            retention_period,
+        } => {
+            let period = match retention_period.as_str() {
+                "none" => Value::Null,
+                other => Value::String(other.to_string()),
+            };
+            let body = json!({ "db": db.database, "retention_period": period });
+            client
+                .send(
+                    client
+                        .request(Method::PUT, "/api/v3/configure/database")
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body.to_string()),
+                )
+                .await?;
+            println!("Database {:?} updated successfully", db.database);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 pub struct DeleteArgs {
     #[command(flatten)]
     conn: ConnectionArgs,
