@@ -34,9 +34,9 @@ use crate::PersistError;
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
 /// Rows decoded from an input at a time.
-const READ_BATCH_ROWS: usize = 8 * 1024;
+const READ_BATCH_ROWS: usize = 2 * 1024;
 /// Rows handed to the Parquet writer at a time.
-const OUTPUT_SLICE_ROWS: usize = 64 * 1024;
+const OUTPUT_SLICE_ROWS: usize = 32 * 1024;
 
 /// Files to merge into one: one table, oldest write first.
 #[derive(Debug, Clone)]
