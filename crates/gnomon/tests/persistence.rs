@@ -786,3 +786,25 @@ fn retention_hides_old_rows_and_drops_old_files() {
     );
     assert_eq!(hosts(&server, &fresh), ["new"]);
 }
+
+/// The background task compacts on its own: settled days (the test data is from 2023) become
+/// one file without any request, and the answer stays the same.
+#[test]
+fn the_background_task_compacts_settled_days() {
+    let server = Server::start(&[
+        "--snapshot-check-interval",
+        "200ms",
+        "--compaction-check-interval",
+        "300ms",
+    ]);
+    many_small_files(&server);
+    let expected = rows(&server);
+    assert_eq!(expected.len(), 8 * 50);
+    wait_for_files(&server, 1);
+    assert_eq!(rows(&server), expected);
+    let metrics = server.metrics();
+    assert!(
+        metric(&metrics, "gnomon_compactions_total") >= 1.0,
+        "{metrics}"
+    );
+}
