@@ -901,7 +901,7 @@ fn plan_raw(
         let partition: Vec<DfExpr> = group_tags
             .iter()
             .filter(|t| table.kind(t) == Some(Kind::Tag))
-            .map(|t| ident(t))
+            .map(ident)
             .collect();
         let by_time = vec![ident(TIME).sort(ascending, false)];
         if partition.is_empty() {
