@@ -131,11 +131,12 @@ impl SchemaProvider for TableSchemaProvider {
 
 /// One table: its buffered chunks and its persisted files as one scan.
 ///
-/// Sources are grouped by chunk time range. A range with a single source (the usual case: one
-/// file, or one buffer chunk) is scanned as is — files through DataFusion's Parquet scan with
-/// file pruning by the index's min/max time and row-group pruning by statistics. A range with
-/// several sources (a file plus late writes still in the buffer, say) is merged first so that
-/// each series and time appears once, the last write winning.
+/// Sources are grouped by overlapping chunk ranges (a compacted file spans many chunks). A
+/// group with a single source (the usual case: one file, or one buffer chunk) is scanned as
+/// is — files through DataFusion's Parquet scan with file pruning by the index's min/max time
+/// and row-group pruning by statistics. A group with several sources (a file plus late writes
+/// still in the buffer, say) is merged first so that each series and time appears once, the
+/// last write winning. With a retention period, older rows are filtered out above the scan.
 pub struct TableScanProvider {
     db_id: gnomon_catalog::DbId,
     table: Arc<TableSchema>,
