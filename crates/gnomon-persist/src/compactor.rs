@@ -407,8 +407,6 @@ mod tests {
     use super::*;
     use crate::dedup::merge_last_wins;
     use crate::writer::{encode, writer_properties};
-    use arrow::array::{DictionaryArray, Float64Array, Int64Array};
-    use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
 
     const MIN: i64 = 60 * 1_000_000_000;
 
@@ -477,36 +475,7 @@ mod tests {
         );
     }
 
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new(
-                "host",
-                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-                true,
-            ),
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
-            Field::new("u", DataType::Float64, true),
-            Field::new("n", DataType::Int64, true),
-        ]))
-    }
-
-    fn batch(hosts: &[&str], times: &[i64], u: &[Option<f64>], n: &[Option<i64>]) -> RecordBatch {
-        let host: DictionaryArray<Int32Type> = hosts.iter().copied().collect();
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(host),
-                Arc::new(TimestampNanosecondArray::from(times.to_vec())),
-                Arc::new(Float64Array::from(u.to_vec())),
-                Arc::new(Int64Array::from(n.to_vec())),
-            ],
-        )
-        .unwrap()
-    }
+    use crate::dedup::tests::{batch, schema};
 
     #[test]
     fn merge_equals_the_in_memory_last_write_wins_merge() {

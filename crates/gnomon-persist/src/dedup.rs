@@ -122,12 +122,14 @@ pub fn merge_last_wins(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{DictionaryArray, Float64Array, Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
 
-    fn schema() -> SchemaRef {
+    /// A table of tag `host`, `time`, float `u` and integer `v` (shared with the compactor's
+    /// tests).
+    pub(crate) fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new(
                 "host",
@@ -144,7 +146,12 @@ mod tests {
         ]))
     }
 
-    fn batch(hosts: &[&str], times: &[i64], u: &[Option<f64>], v: &[Option<i64>]) -> RecordBatch {
+    pub(crate) fn batch(
+        hosts: &[&str],
+        times: &[i64],
+        u: &[Option<f64>],
+        v: &[Option<i64>],
+    ) -> RecordBatch {
         let host: DictionaryArray<Int32Type> = hosts.iter().copied().collect();
         RecordBatch::try_new(
             schema(),
