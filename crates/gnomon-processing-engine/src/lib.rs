@@ -215,6 +215,11 @@ impl ProcessingEngine {
         &self.inner.metrics
     }
 
+    /// WAL flushes queued for WAL triggers and not yet taken by them.
+    pub fn wal_backlog(&self) -> usize {
+        triggers::wal_backlog(&self.inner)
+    }
+
     /// Checks what a new trigger needs before it goes into the catalog: its kind is allowed
     /// and its plugin file is there (downloading a `gh:` plugin).
     pub async fn check_new_trigger(

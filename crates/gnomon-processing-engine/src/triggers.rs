@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -200,7 +201,15 @@ pub(crate) struct RunningTrigger {
     pub sequential: tokio::sync::Mutex<()>,
     /// WAL triggers: where their flushes are queued.
     pub wal: Option<mpsc::UnboundedSender<Vec<WalTable>>>,
+    /// Flushes queued and not yet taken by the trigger's task. The queue is unbounded (the
+    /// WAL flusher must never wait for Python), so a plugin slower than the writes is
+    /// reported instead: a warning each time the backlog doubles past [`BACKLOG_WARNING`].
+    pub backlog: AtomicUsize,
+    warned_at: AtomicUsize,
 }
+
+/// Queued flushes of one WAL trigger at which the engine starts warning.
+pub(crate) const BACKLOG_WARNING: usize = 100;
 
 impl RunningTrigger {
     fn namespace(&self) -> String {
@@ -401,6 +410,9 @@ async fn wal_loop(
             _ = trigger.stop.cancelled() => return,
             next = flushes.recv() => match next { Some(t) => t, None => return },
         };
+        if trigger.backlog.fetch_sub(1, Ordering::Relaxed) == 1 {
+            trigger.warned_at.store(0, Ordering::Relaxed);
+        }
         let Some(inner) = inner.upgrade() else { return };
         if trigger.definition.settings.run_async {
             let (inner, trigger) = (Arc::clone(&inner), Arc::clone(&trigger));
@@ -559,10 +571,41 @@ pub(crate) async fn dispatch_wal(inner: Weak<Inner>, mut flushes: mpsc::Unbounde
                 _ => clone_tables(tables),
             };
             if let Some(sender) = &trigger.wal {
-                let _ = sender.send(selected);
+                // Counted before the send, so the task never takes a flush not yet counted.
+                note_backlog(&inner, &trigger);
+                if sender.send(selected).is_err() {
+                    trigger.backlog.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
     }
+}
+
+fn note_backlog(inner: &Inner, trigger: &RunningTrigger) {
+    let queued = trigger.backlog.fetch_add(1, Ordering::Relaxed) + 1;
+    let warned = trigger.warned_at.load(Ordering::Relaxed);
+    if queued >= BACKLOG_WARNING && queued >= 2 * warned {
+        trigger.warned_at.store(queued, Ordering::Relaxed);
+        trigger.log(
+            inner,
+            LogLevel::Warn,
+            format!(
+                "{queued} WAL flushes are waiting for this trigger: its plugin is slower than \
+                 the writes to its database (every flush will still be delivered, at the cost \
+                 of memory)"
+            ),
+        );
+    }
+}
+
+/// Flushes queued for all WAL triggers.
+pub(crate) fn wal_backlog(inner: &Inner) -> usize {
+    inner
+        .running
+        .lock()
+        .values()
+        .map(|t| t.backlog.load(Ordering::Relaxed))
+        .sum()
 }
 
 fn refresh_wal_watch(inner: &Inner) {
@@ -681,6 +724,8 @@ fn start(
         stop: CancellationToken::new(),
         sequential: tokio::sync::Mutex::new(()),
         wal: wal_sender,
+        backlog: AtomicUsize::new(0),
+        warned_at: AtomicUsize::new(0),
     });
     inner.running.lock().insert(key, Arc::clone(&trigger));
     let weak = Arc::downgrade(inner);

@@ -369,6 +369,12 @@ impl Collector for EngineCollector {
             let labels = [("kind", kind)];
             ConstCounter::new(k.errors.load(Relaxed)).encode(errors.encode_family(&labels)?)?;
         }
+        encode_one(
+            &mut encoder,
+            "gnomon_plugin_wal_backlog_flushes",
+            "WAL flushes queued for WAL triggers and not yet taken by their plugins",
+            &ConstGauge::new(self.0.wal_backlog() as i64),
+        )?;
         let mut seconds = encoder.encode_descriptor(
             "gnomon_plugin_duration_seconds",
             "Time spent in plugin invocations, by trigger kind",

@@ -1259,3 +1259,38 @@ fn restricted_trigger_types_are_rejected_and_runs_are_counted_in_metrics() {
         .sum();
     assert!(runs >= 2, "request runs not counted:\n{metrics}");
 }
+
+/// A WAL plugin slower than the writes: every flush stays queued for it (none dropped) and
+/// the engine says so, in its log and in `/metrics`.
+#[test]
+fn a_slow_wal_plugin_is_reported_as_falling_behind() {
+    let s = server();
+    let db = unique_name("slow");
+    create_db(s, &db);
+    let plugin = format!("{}.py", unique_name("slow"));
+    s.write_plugin(
+        &plugin,
+        "import time\n\
+         def process_writes(influxdb3_local, table_batches, args=None):\n    time.sleep(0.2)\n",
+    );
+    let name = unique_name("slow");
+    create_trigger(s, &db, &name, &plugin, "all_tables", Value::Null, false).expect_status(200);
+    // Each request is its own WAL flush (sequential writes, each acknowledged after its flush).
+    for i in 0..150 {
+        s.write_ok(&db, format!("m v={i}i {}", i + 1), "precision=s");
+    }
+    let backlog: i64 = s
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("gnomon_plugin_wal_backlog_flushes"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("backlog gauge in /metrics");
+    assert!(backlog >= 100, "backlog {backlog}");
+    let logs = engine_logs(s, &db, &name);
+    assert!(
+        logs.iter()
+            .any(|(level, text)| level == "WARN" && text.contains("WAL flushes are waiting")),
+        "{logs:?}"
+    );
+    delete_trigger(s, &db, &name, true).expect_status(200);
+}
