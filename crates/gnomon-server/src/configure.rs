@@ -15,8 +15,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gnomon_catalog::{
-    CatalogError, DistinctCacheDefinition, DistinctCacheRequest, FieldType, LastCacheDefinition,
-    LastCacheRequest, StatusClass, TableSchema,
+    CatalogError, CatalogSnapshot, CatalogTransaction, DistinctCacheDefinition,
+    DistinctCacheRequest, FieldType, LastCacheDefinition, LastCacheRequest, StatusClass,
+    TableSchema,
 };
 use gnomon_query::format::{encode_all, Format};
 use serde::de::DeserializeOwned;
@@ -57,6 +58,19 @@ pub fn catalog_error(e: CatalogError) -> HttpError {
     } else {
         HttpError::plain(status, e.to_string())
     }
+}
+
+/// Runs `change` in one catalog transaction and commits it (persisted before the new
+/// snapshot is published); catalog errors become this endpoint family's answers. A failed
+/// change is dropped uncommitted.
+pub(crate) async fn change_catalog<T>(
+    state: &AppState,
+    change: impl FnOnce(&mut CatalogTransaction<'_>) -> Result<T, CatalogError>,
+) -> Result<(T, Arc<CatalogSnapshot>), HttpError> {
+    let mut txn = state.write_buffer.catalog().begin().await;
+    let out = change(&mut txn).map_err(catalog_error)?;
+    let snapshot = txn.commit().await.map_err(catalog_error)?;
+    Ok((out, snapshot))
 }
 
 pub async fn list_databases(
@@ -108,11 +122,10 @@ pub async fn delete_database(
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
     let now = SystemTime::now();
     let hard_delete = hard_delete_time(params.hard_delete_at.as_deref(), now)?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.soft_delete_database_with_hard_delete(&params.db, now, hard_delete)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        txn.soft_delete_database_with_hard_delete(&params.db, now, hard_delete)
+    })
+    .await?;
     // Its triggers stop now rather than at the engine's next catalog check.
     if let Some(engine) = &state.engine {
         engine.reconcile().await;
@@ -243,11 +256,7 @@ pub async fn create_database(
             ))
         })?)),
     };
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.create_database(&request.db, retention)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| txn.create_database(&request.db, retention)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -275,11 +284,7 @@ async fn set_retention(
     db: &str,
     retention: Option<i64>,
 ) -> Result<(), HttpError> {
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.set_retention_period(db, retention)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(state, |txn| txn.set_retention_period(db, retention)).await?;
     Ok(())
 }
 
@@ -385,12 +390,11 @@ pub async fn create_table(
         .iter()
         .map(|f| (f.name.as_str(), f.ty.into()))
         .collect();
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    let db = txn.database_or_create(&request.db).map_err(catalog_error)?;
-    txn.create_table(db, &request.table, &tags, &fields)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        let db = txn.database_or_create(&request.db)?;
+        txn.create_table(db, &request.table, &tags, &fields)
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -409,20 +413,17 @@ pub async fn delete_table(
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(serde_error)?;
     let now = SystemTime::now();
     let hard_delete = hard_delete_time(params.hard_delete_at.as_deref(), now)?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    let db = txn
-        .state()
-        .database(&params.db)
-        .map(|d| d.id)
-        .ok_or_else(|| {
-            catalog_error(CatalogError::DatabaseNotFound {
+    change_catalog(&state, |txn| {
+        let db = txn
+            .state()
+            .database(&params.db)
+            .map(|d| d.id)
+            .ok_or_else(|| CatalogError::DatabaseNotFound {
                 name: params.db.clone(),
-            })
-        })?;
-    txn.soft_delete_table_with_hard_delete(db, &params.table, now, hard_delete)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+            })?;
+        txn.soft_delete_table_with_hard_delete(db, &params.table, now, hard_delete)
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -502,10 +503,8 @@ pub async fn create_last_cache(
 ) -> Result<Response, HttpError> {
     let request: CreateLastCache = json_body(&state, &headers, body).await?;
     let ttl_seconds = request.ttl.as_ref().map(|t| t.seconds("ttl")).transpose()?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    let def = txn
-        .create_last_cache(
+    let (def, snapshot) = change_catalog(&state, |txn| {
+        txn.create_last_cache(
             &request.db,
             &request.table,
             LastCacheRequest {
@@ -516,8 +515,8 @@ pub async fn create_last_cache(
                 ttl_seconds,
             },
         )
-        .map_err(catalog_error)?;
-    let snapshot = txn.commit().await.map_err(catalog_error)?;
+    })
+    .await?;
     let table = committed_table(&snapshot, &request.db, &request.table)?;
     Ok(created(last_cache_json(&request.db, table, &def)))
 }
@@ -542,11 +541,10 @@ pub async fn delete_last_cache(
     body: Body,
 ) -> Result<Response, HttpError> {
     let params: CacheParams = query_or_json(&state, query, &headers, body).await?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.delete_last_cache(&params.db, &params.table, &params.name)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        txn.delete_last_cache(&params.db, &params.table, &params.name)
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -571,10 +569,8 @@ pub async fn create_distinct_cache(
         .as_ref()
         .map(|t| t.seconds("max_age"))
         .transpose()?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    let def = txn
-        .create_distinct_cache(
+    let (def, snapshot) = change_catalog(&state, |txn| {
+        txn.create_distinct_cache(
             &request.db,
             &request.table,
             DistinctCacheRequest {
@@ -584,8 +580,8 @@ pub async fn create_distinct_cache(
                 max_age_seconds,
             },
         )
-        .map_err(catalog_error)?;
-    let snapshot = txn.commit().await.map_err(catalog_error)?;
+    })
+    .await?;
     let table = committed_table(&snapshot, &request.db, &request.table)?;
     Ok(created(distinct_cache_json(&request.db, table, &def)))
 }
@@ -597,10 +593,9 @@ pub async fn delete_distinct_cache(
     body: Body,
 ) -> Result<Response, HttpError> {
     let params: CacheParams = query_or_json(&state, query, &headers, body).await?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.delete_distinct_cache(&params.db, &params.table, &params.name)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        txn.delete_distinct_cache(&params.db, &params.table, &params.name)
+    })
+    .await?;
     Ok(StatusCode::OK.into_response())
 }

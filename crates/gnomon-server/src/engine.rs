@@ -30,7 +30,9 @@ use gnomon_write_buffer::{WriteBuffer, WriteOptions};
 use serde::Deserialize;
 
 use crate::body::read_body;
-use crate::configure::{bad_request, catalog_error, json_body, query_or_json, serde_error};
+use crate::configure::{
+    bad_request, catalog_error, change_catalog, json_body, query_or_json, serde_error,
+};
 use crate::error::HttpError;
 use crate::AppState;
 
@@ -165,11 +167,7 @@ pub async fn create_trigger(
         arguments: request.trigger_arguments,
         disabled: request.disabled,
     };
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.create_trigger(&request.db, definition)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| txn.create_trigger(&request.db, definition)).await?;
     engine.reconcile().await;
     Ok(StatusCode::OK.into_response())
 }
@@ -189,11 +187,10 @@ pub async fn delete_trigger(
     body: Body,
 ) -> Result<Response, HttpError> {
     let request: DeleteTrigger = query_or_json(&state, query, &headers, body).await?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.delete_trigger(&request.db, &request.trigger_name, request.force)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        txn.delete_trigger(&request.db, &request.trigger_name, request.force)
+    })
+    .await?;
     if let Some(engine) = &state.engine {
         engine.reconcile().await;
     }
@@ -215,11 +212,10 @@ async fn set_disabled(
 ) -> Result<Response, HttpError> {
     // The reference reads the query string; the seed's JSON body is accepted when it has none.
     let request: TriggerRef = query_or_json(&state, query, &headers, body).await?;
-    let catalog = state.write_buffer.catalog();
-    let mut txn = catalog.begin().await;
-    txn.set_trigger_disabled(&request.db, &request.trigger_name, disabled)
-        .map_err(catalog_error)?;
-    txn.commit().await.map_err(catalog_error)?;
+    change_catalog(&state, |txn| {
+        txn.set_trigger_disabled(&request.db, &request.trigger_name, disabled)
+    })
+    .await?;
     if let Some(engine) = &state.engine {
         engine.reconcile().await;
     }
