@@ -39,6 +39,15 @@ fn post_json(server: &Server, path: &str, body: Value) -> Resp {
 }
 
 #[track_caller]
+/// A new database and a new plugin file holding `code`, named after the two prefixes.
+fn db_with_plugin(server: &Server, db: &str, plugin: &str, code: &str) -> (String, String) {
+    let db = unique_name(db);
+    create_db(server, &db);
+    let plugin = format!("{}.py", unique_name(plugin));
+    server.write_plugin(&plugin, code);
+    (db, plugin)
+}
+
 fn create_db(server: &Server, db: &str) {
     post_json(server, "/api/v3/configure/database", json!({ "db": db })).expect_status(200);
 }
@@ -193,10 +202,7 @@ def process_writes(influxdb3_local, table_batches, args=None):
 #[test]
 fn wal_plugin_writes_a_derived_measurement() {
     let s = server();
-    let db = unique_name("walp");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("derive"));
-    s.write_plugin(&plugin, DERIVE_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "walp", "derive", DERIVE_PLUGIN);
     let trigger = unique_name("derive");
     create_trigger(
         s,
@@ -262,10 +268,7 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
 #[test]
 fn schedule_plugin_every_second_fires_at_least_three_times() {
     let s = server();
-    let db = unique_name("sched");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("tick"));
-    s.write_plugin(&plugin, TICK_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "sched", "tick", TICK_PLUGIN);
     let trigger = unique_name("tick");
     let started = Instant::now();
     create_trigger(
@@ -333,10 +336,7 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 #[test]
 fn request_plugin_echoes_params_headers_and_body() {
     let s = server();
-    let db = unique_name("req");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("echo"));
-    s.write_plugin(&plugin, ECHO_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "req", "echo", ECHO_PLUGIN);
     let trigger = unique_name("echo");
     let path = format!("{}/sub", unique_name("echo"));
     create_trigger(
@@ -434,10 +434,7 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 #[test]
 fn a_raising_plugin_is_logged_and_the_server_stays_healthy() {
     let s = server();
-    let db = unique_name("boom");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("boom"));
-    s.write_plugin(&plugin, RAISING_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "boom", "boom", RAISING_PLUGIN);
     let wal = unique_name("boomwal");
     create_trigger(s, &db, &wal, &plugin, "table:events", Value::Null, false).expect_status(200);
     let req = unique_name("boomreq");
@@ -546,10 +543,7 @@ fn a_plugin_uses_a_package_installed_through_the_api() {
         }
         panic!("install_packages failed:\n{}", resp.describe());
     }
-    let db = unique_name("pkg");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("six"));
-    s.write_plugin(&plugin, SIX_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "pkg", "six", SIX_PLUGIN);
     let path = unique_name("six");
     create_trigger(
         s,
@@ -879,10 +873,7 @@ fn plugin_test_endpoints_return_logs_and_writes_without_applying_them() {
 #[test]
 fn trigger_endpoint_errors() {
     let s = server();
-    let db = unique_name("errs");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("ok"));
-    s.write_plugin(&plugin, PING_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "errs", "ok", PING_PLUGIN);
 
     let resp = create_trigger(
         s,
@@ -1185,10 +1176,7 @@ def process_writes(influxdb3_local, table_batches, args=None):
 #[test]
 fn retry_reruns_a_failed_call_and_disable_stops_the_trigger() {
     let s = server();
-    let db = unique_name("retry");
-    create_db(s, &db);
-    let plugin = format!("{}.py", unique_name("flaky"));
-    s.write_plugin(&plugin, FLAKY_PLUGIN);
+    let (db, plugin) = db_with_plugin(s, "retry", "flaky", FLAKY_PLUGIN);
     let name = unique_name("retry");
     let mut body = trigger_body(&db, &name, &plugin, "table:jobs", Value::Null, false);
     body["trigger_settings"]["error_behavior"] = json!("retry");
