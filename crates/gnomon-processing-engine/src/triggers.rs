@@ -24,7 +24,9 @@ use crate::schedule::Schedule;
 use crate::wal_feed::Flush;
 use crate::{Inner, PluginResponse, TriggerKey};
 
-/// The rows of one table in one flush, before they become Python objects.
+/// The rows of one table in one flush, before they become Python objects. Cloning copies
+/// references to the batches, not rows.
+#[derive(Clone)]
 pub(crate) struct WalTable {
     pub table_id: gnomon_catalog::TableId,
     pub name: String,
@@ -416,32 +418,18 @@ async fn wal_loop(
         let Some(inner) = inner.upgrade() else { return };
         if trigger.definition.settings.run_async {
             let (inner, trigger) = (Arc::clone(&inner), Arc::clone(&trigger));
-            let tables = Arc::new(tables);
             tokio::spawn(async move {
-                if !run_with_behavior(&inner, &trigger, || Call::Wal(clone_tables(&tables))).await {
+                if !run_with_behavior(&inner, &trigger, || Call::Wal(tables.to_vec())).await {
                     suspend(&inner, &trigger);
                 }
             });
             continue;
         }
-        let tables = Arc::new(tables);
-        if !run_with_behavior(&inner, &trigger, || Call::Wal(clone_tables(&tables))).await {
+        if !run_with_behavior(&inner, &trigger, || Call::Wal(tables.to_vec())).await {
             suspend(&inner, &trigger);
             return;
         }
     }
-}
-
-fn clone_tables(tables: &[WalTable]) -> Vec<WalTable> {
-    tables
-        .iter()
-        .map(|t| WalTable {
-            table_id: t.table_id,
-            name: t.name.clone(),
-            segments: t.segments.clone(),
-            columns: Arc::clone(&t.columns),
-        })
-        .collect()
 }
 
 async fn schedule_loop(inner: Weak<Inner>, trigger: Arc<RunningTrigger>, schedule: Schedule) {
@@ -564,11 +552,12 @@ pub(crate) async fn dispatch_wal(inner: Weak<Inner>, mut flushes: mpsc::Unbounde
                 continue;
             };
             let selected = match &trigger.definition.specification {
-                TriggerSpecification::SingleTableWalWrite { table_name } => clone_tables(tables)
-                    .into_iter()
+                TriggerSpecification::SingleTableWalWrite { table_name } => tables
+                    .iter()
                     .filter(|t| &t.name == table_name)
+                    .cloned()
                     .collect(),
-                _ => clone_tables(tables),
+                _ => tables.clone(),
             };
             if let Some(sender) = &trigger.wal {
                 // Counted before the send, so the task never takes a flush not yet counted.

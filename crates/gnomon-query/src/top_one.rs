@@ -286,7 +286,7 @@ impl ExecutionPlan for TopOneExec {
 /// input batch (at most one row per key per batch), compacted when stale rows pile up.
 struct Winners {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
-    order_by: Vec<PhysicalSortExpr>,
+    order_exprs: Vec<Arc<dyn PhysicalExpr>>,
     keys: RowConverter,
     orders: RowConverter,
     /// key → (order, kept batch, row)
@@ -320,7 +320,7 @@ impl Winners {
         )?;
         Ok(Self {
             partition_by: partition_by.to_vec(),
-            order_by: order_by.to_vec(),
+            order_exprs: order_by.iter().map(|e| Arc::clone(&e.expr)).collect(),
             keys,
             orders,
             best: HashMap::new(),
@@ -343,11 +343,9 @@ impl Winners {
         let keys = self
             .keys
             .convert_columns(&Self::evaluate(&self.partition_by, batch)?)?;
-        let order_exprs: Vec<Arc<dyn PhysicalExpr>> =
-            self.order_by.iter().map(|e| Arc::clone(&e.expr)).collect();
         let orders = self
             .orders
-            .convert_columns(&Self::evaluate(&order_exprs, batch)?)?;
+            .convert_columns(&Self::evaluate(&self.order_exprs, batch)?)?;
         // The first row in sort order wins; among equals, the first seen (as a stable sort).
         let mut local: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
         for row in 0..batch.num_rows() {
@@ -363,13 +361,14 @@ impl Winners {
         let mut taken: Vec<u32> = Vec::new();
         let mut updates: Vec<(OwnedRow, OwnedRow)> = Vec::new();
         for (key, row) in local {
-            let better = match self.best.get(&key.owned()) {
+            let key = key.owned();
+            let better = match self.best.get(&key) {
                 Some((order, _, _)) => orders.row(row) < order.row(),
                 None => true,
             };
             if better {
                 taken.push(row as u32);
-                updates.push((key.owned(), orders.row(row).owned()));
+                updates.push((key, orders.row(row).owned()));
             }
         }
         if taken.is_empty() {
