@@ -296,13 +296,7 @@ fn write_response(
             line_error_json(first),
         ));
     }
-    let limit_hit = outcome.errors.iter().any(|e| {
-        e.message
-            .starts_with("Update to schema would exceed number of")
-            || e.message
-                .starts_with("Adding a new database would exceed limit of")
-    });
-    let status = if limit_hit {
+    let status = if outcome.limit_exceeded {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::BAD_REQUEST

@@ -50,6 +50,8 @@ pub struct WriteOutcome {
     pub errors: Vec<LineError>,
     /// False when the request was rejected as a whole (`accept_partial = false`).
     pub accepted: bool,
+    /// See [`Validated::limit_exceeded`].
+    pub limit_exceeded: bool,
 }
 
 /// Counters of the write path, read by `/metrics`.
@@ -227,6 +229,7 @@ impl WriteBuffer {
             lines_written,
             errors: validated.errors,
             accepted,
+            limit_exceeded: validated.limit_exceeded,
         })
     }
 

@@ -44,6 +44,9 @@ pub struct Validated {
     /// bad line and `batch` is `None`.
     pub errors: Vec<LineError>,
     pub lines_accepted: usize,
+    /// A rejected line would have passed a catalog limit (databases, tables, columns): the
+    /// server answers 422 rather than 400.
+    pub limit_exceeded: bool,
 }
 
 /// Why resolving a line against the schema stopped.
@@ -52,11 +55,16 @@ enum Unresolved {
     NeedsChange,
     /// The line is invalid; the message goes into its line error.
     Invalid(String),
+    /// The line would pass a catalog limit; the message goes into its line error.
+    OverLimit(String),
 }
 
 impl From<CatalogError> for Unresolved {
     fn from(e: CatalogError) -> Self {
-        Unresolved::Invalid(e.to_string())
+        match e {
+            CatalogError::LimitExceeded(_) => Unresolved::OverLimit(e.to_string()),
+            e => Unresolved::Invalid(e.to_string()),
+        }
     }
 }
 
@@ -240,6 +248,7 @@ impl Piece {
         a.db_id = a.db_id.or(b.db_id);
         a.errors.extend(b.errors);
         a.lines_accepted += b.lines_accepted;
+        a.limit_exceeded |= b.limit_exceeded;
         self.lines_seen += next.lines_seen;
         self
     }
@@ -298,6 +307,7 @@ fn resolve_all<'a, S: Schema>(
     let mut errors = Vec::new();
     let mut accepted = 0usize;
     let mut lines_seen = 0usize;
+    let mut limit_exceeded = false;
     let mut memo: Option<Memo<'a>> = None;
     for line in gnomon_line_protocol::parse_lines(body) {
         lines_seen += 1;
@@ -325,8 +335,15 @@ fn resolve_all<'a, S: Schema>(
                         accepted += 1;
                         continue;
                     }
-                    Err(Unresolved::NeedsChange) => return None,
-                    Err(Unresolved::Invalid(message)) => {
+                    Err(rejected) => {
+                        let message = match rejected {
+                            Unresolved::NeedsChange => return None,
+                            Unresolved::OverLimit(message) => {
+                                limit_exceeded = true;
+                                message
+                            }
+                            Unresolved::Invalid(message) => message,
+                        };
                         schema.reject_line();
                         LineError {
                             line_number: line.line_number,
@@ -345,6 +362,7 @@ fn resolve_all<'a, S: Schema>(
                     db_id: Some(db_id),
                     errors,
                     lines_accepted: 0,
+                    limit_exceeded,
                 },
                 lines_seen,
             });
@@ -356,6 +374,7 @@ fn resolve_all<'a, S: Schema>(
             db_id: Some(db_id),
             errors,
             lines_accepted: accepted,
+            limit_exceeded,
         },
         lines_seen,
     })
