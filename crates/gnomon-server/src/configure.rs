@@ -208,7 +208,13 @@ pub(crate) async fn query_or_json<T: DeserializeOwned>(
     body: Body,
 ) -> Result<T, HttpError> {
     match query.filter(|q| !q.is_empty()) {
-        Some(q) => serde_urlencoded::from_str(&q).map_err(serde_error),
+        Some(q) => {
+            // The body is ignored but must still be read: a request answered before its body
+            // was consumed leaves the bytes on the keep-alive connection, and the client's
+            // next request on it fails ("connection closed without response").
+            let _ = axum::body::to_bytes(body, state.config.max_request_size).await;
+            serde_urlencoded::from_str(&q).map_err(serde_error)
+        }
         None => json_body(state, headers, body).await,
     }
 }

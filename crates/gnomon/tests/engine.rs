@@ -1282,3 +1282,70 @@ fn a_slow_wal_plugin_is_reported_as_falling_behind() {
     );
     delete_trigger(s, &db, &name, true).expect_status(200);
 }
+
+/// Enable/disable read their parameters from the query string and ignore a body; the body
+/// must still be consumed, or the next request on the same keep-alive connection breaks.
+#[test]
+fn a_body_sent_with_query_parameters_does_not_break_the_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let s = server();
+    let (db, plugin) = db_with_plugin(s, "conn", "conn", PING_PLUGIN);
+    let name = unique_name("conn");
+    let path = unique_name("conn");
+    create_trigger(
+        s,
+        &db,
+        &name,
+        &plugin,
+        &format!("request:{path}"),
+        Value::Null,
+        false,
+    )
+    .expect_status(200);
+    let host = s
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut conn = std::net::TcpStream::connect(&host).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = format!(r#"{{"db":"{db}","trigger_name":"{name}"}}"#);
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    // Reads one response (status line, headers, Content-Length body) and returns its status.
+    let response = |reader: &mut BufReader<std::net::TcpStream>| -> String {
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut rest = vec![0u8; length];
+        reader.read_exact(&mut rest).unwrap();
+        status.trim().to_string()
+    };
+    // Headers first, the body a moment later (as clients often send them): the server must
+    // not answer and move on before the body is in.
+    write!(
+        conn,
+        "POST /api/v3/configure/processing_engine_trigger/disable?db={db}&trigger_name={name} \
+         HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    conn.write_all(body.as_bytes()).unwrap();
+    assert_eq!(response(&mut reader), "HTTP/1.1 200 OK");
+    write!(conn, "GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    assert_eq!(response(&mut reader), "HTTP/1.1 200 OK");
+}
