@@ -19,6 +19,17 @@ use crate::PersistError;
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows reordered and handed to the encoder at a time; bounds the extra memory of a write.
 const SLICE_ROWS: usize = 32 * 1024;
+/// Rows per data page at most. A query that selects a few series out of a file (by the
+/// series ranges of `gnomon-query`) decodes only the pages holding their rows, so a page
+/// must hold far fewer rows than a row group: without this limit a column of small deltas
+/// fits a 1 MiB page with a million rows, and reading one host's 360 rows decoded all of
+/// them. 8192 rows costs about 1% of file size on TSBS data.
+///
+/// (Compacted files stay sorted by series over their whole time range rather than cut
+/// into time slices: on TSBS data, 30-minute slices cost 60% more bytes per row, 4-hour
+/// slices 10%, because delta encoding pays for every jump from one series' values to
+/// the next and shorter runs mean more jumps.)
+pub const PAGE_ROWS: usize = 8 * 1024;
 
 /// A Parquet file in memory plus what the index records about it.
 #[derive(Debug, Clone)]
@@ -39,6 +50,7 @@ pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties 
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_dictionary_enabled(true);
     for field in schema.fields() {
         let path = ColumnPath::from(field.name().as_str());

@@ -17,6 +17,8 @@ pub mod functions;
 mod persisted;
 mod provider;
 pub mod query_log;
+pub mod run_aggregate;
+mod series_ranges;
 pub mod system;
 mod time_range;
 pub mod top_one;
@@ -201,6 +203,7 @@ impl QueryEngine {
             SystemContext {
                 snapshot: Arc::clone(&snapshot),
                 database: Arc::clone(&database),
+                files: self.persisted.as_ref().map(|p| Arc::clone(&p.index)),
             },
         );
         if let Some(caches) = &self.caches {

@@ -15,11 +15,15 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use gnomon_persist::{FileIndex, ParquetCache, ParquetFile};
+
+use crate::series_ranges::TagRunsCache;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use std::collections::HashMap;
 
 /// The URL the persisted files' store is registered under in DataFusion's runtime.
 pub const STORE_URL: &str = "gnomon://persisted";
@@ -28,20 +32,48 @@ pub fn store_url() -> ObjectStoreUrl {
     ObjectStoreUrl::parse(STORE_URL).expect("valid url")
 }
 
-/// The persisted side of every table: the store, the file index and the file cache.
+/// The persisted side of every table: the store, the file index, the file cache, and what
+/// queries learnt about the files (footers, tag runs).
 #[derive(Debug, Clone)]
 pub struct PersistedFiles {
     pub store: Arc<dyn ObjectStore>,
     pub index: Arc<FileIndex>,
     pub cache: Arc<ParquetCache>,
+    metadata: Arc<MetadataCache>,
+    pub(crate) tag_runs: Arc<TagRunsCache>,
 }
 
 impl PersistedFiles {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        index: Arc<FileIndex>,
+        cache: Arc<ParquetCache>,
+    ) -> Self {
+        Self {
+            store,
+            index,
+            cache,
+            metadata: Arc::new(MetadataCache::new(METADATA_CACHE_ENTRIES)),
+            tag_runs: Arc::new(TagRunsCache::default()),
+        }
+    }
+
     pub fn reader_factory(&self) -> Arc<dyn ParquetFileReaderFactory> {
         Arc::new(CachedReaderFactory {
             store: DefaultParquetFileReaderFactory::new(Arc::clone(&self.store)),
             cache: Arc::clone(&self.cache),
+            metadata: Arc::clone(&self.metadata),
         })
+    }
+
+    /// A reader of `file` (from memory when cached), for reading outside a DataFusion scan.
+    pub(crate) fn open(&self, file: &ParquetFile) -> Result<Box<dyn AsyncFileReader + Send>> {
+        self.reader_factory().create_reader(
+            0,
+            Self::partitioned_file(file),
+            None,
+            &ExecutionPlanMetricsSet::new(),
+        )
     }
 
     /// All rows of a file (for merging with other sources of the same time range).
@@ -72,11 +104,49 @@ impl PersistedFiles {
     }
 }
 
-/// Cached files from memory, the rest through DataFusion's object-store reader.
+/// Parsed footers (with the page index) shown to more entries than this are forgotten,
+/// any one first.
+const METADATA_CACHE_ENTRIES: usize = 4096;
+
+/// Parsed Parquet footers by object path, page index included. Parsing a compacted file's
+/// footer and page index costs milliseconds, more than a query on a few series takes; files
+/// never change, so each is parsed once.
+#[derive(Debug)]
+struct MetadataCache {
+    capacity: usize,
+    entries: Mutex<HashMap<String, Arc<ParquetMetaData>>>,
+}
+
+impl MetadataCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<Arc<ParquetMetaData>> {
+        self.entries.lock().get(path).cloned()
+    }
+
+    fn insert(&self, path: &str, metadata: Arc<ParquetMetaData>) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= self.capacity {
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(path.to_string(), metadata);
+    }
+}
+
+/// Cached files from memory, the rest through DataFusion's object-store reader; footers from
+/// the [`MetadataCache`] either way.
 #[derive(Debug)]
 struct CachedReaderFactory {
     store: DefaultParquetFileReaderFactory,
     cache: Arc<ParquetCache>,
+    metadata: Arc<MetadataCache>,
 }
 
 impl ParquetFileReaderFactory for CachedReaderFactory {
@@ -87,11 +157,59 @@ impl ParquetFileReaderFactory for CachedReaderFactory {
         metadata_size_hint: Option<usize>,
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
-        if let Some(bytes) = self.cache.get(file.object_meta.location.as_ref()) {
-            return Ok(Box::new(InMemoryReader { bytes }));
+        let path = file.object_meta.location.to_string();
+        let inner: Box<dyn AsyncFileReader + Send> = match self.cache.get(&path) {
+            Some(bytes) => Box::new(InMemoryReader { bytes }),
+            None => self
+                .store
+                .create_reader(partition_index, file, metadata_size_hint, metrics)?,
+        };
+        Ok(Box::new(MetadataCachingReader {
+            inner,
+            path,
+            metadata: Arc::clone(&self.metadata),
+        }))
+    }
+}
+
+/// A reader whose footer comes from the [`MetadataCache`], read (with the page index) and
+/// kept on a miss.
+struct MetadataCachingReader {
+    inner: Box<dyn AsyncFileReader + Send>,
+    path: String,
+    metadata: Arc<MetadataCache>,
+}
+
+impl AsyncFileReader for MetadataCachingReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.inner.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.inner.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            if let Some(found) = self.metadata.get(&self.path) {
+                return Ok(found);
+            }
+            // Always with the page index: what one query does not need, the next may.
+            let with_index = options
+                .cloned()
+                .unwrap_or_default()
+                .with_page_index_policy(PageIndexPolicy::Optional);
+            let metadata = self.inner.get_metadata(Some(&with_index)).await?;
+            self.metadata.insert(&self.path, Arc::clone(&metadata));
+            Ok(metadata)
         }
-        self.store
-            .create_reader(partition_index, file, metadata_size_hint, metrics)
+        .boxed()
     }
 }
 

@@ -26,6 +26,7 @@ use gnomon_persist::ParquetFile;
 use gnomon_write_buffer::{arrow_schema, Buffer};
 
 use crate::persisted::{store_url, PersistedFiles};
+use crate::series_ranges::{tag_constraints, FileRows};
 use crate::system::SYSTEM_SCHEMA;
 use crate::time_range::TimeRange;
 use crate::TABLE_SCHEMA;
@@ -364,15 +365,36 @@ impl TableScanProvider {
                     source = source.with_predicate(physical);
                 }
             }
-            let groups = state.config().target_partitions().max(1);
-            let mut file_groups: Vec<Vec<_>> = vec![Vec::new(); groups.min(plain_files.len())];
-            let count = file_groups.len();
-            for (i, file) in plain_files.iter().enumerate() {
+            // Files sorted by series: a query pinning tags reads only those tags' runs.
+            let constraints = tag_constraints(filters, &self.schema);
+            let mut selected = Vec::with_capacity(plain_files.len());
+            for file in &plain_files {
+                let rows = if constraints.is_empty() {
+                    FileRows::All
+                } else {
+                    persisted
+                        .tag_runs
+                        .file_rows(&file.path, &constraints, || persisted.open(file))
+                        .await?
+                };
                 let mut partitioned = PersistedFiles::partitioned_file(file);
+                match rows {
+                    FileRows::None => continue,
+                    FileRows::All => {}
+                    FileRows::Some(selection) => {
+                        partitioned.extensions.insert(selection);
+                    }
+                }
                 // The plan holds the index entry, so the file is not deleted from the store
                 // (after a compaction or retention took it out of the index) while this
                 // query may still open it.
                 partitioned.extensions.insert_arc(Arc::clone(file));
+                selected.push(partitioned);
+            }
+            let groups = state.config().target_partitions().max(1);
+            let mut file_groups: Vec<Vec<_>> = vec![Vec::new(); groups.min(selected.len()).max(1)];
+            let count = file_groups.len();
+            for (i, partitioned) in selected.into_iter().enumerate() {
                 file_groups[i % count].push(partitioned);
             }
             let config = FileScanConfigBuilder::new(store_url(), Arc::new(source))

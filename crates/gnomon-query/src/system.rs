@@ -33,6 +33,8 @@ pub struct SystemContext {
     pub snapshot: Arc<CatalogSnapshot>,
     /// The database the query runs in.
     pub database: Arc<DatabaseSchema>,
+    /// The persisted files, when the server persists.
+    pub files: Option<Arc<gnomon_persist::FileIndex>>,
 }
 
 /// One table of the `system` schema.
@@ -58,6 +60,7 @@ pub fn builtin_tables() -> Vec<Arc<dyn SystemTable>> {
         Arc::new(ProcessingEngineTriggers),
         Arc::new(ProcessingEngineTriggerArguments),
         Arc::new(InfluxdbSchema),
+        Arc::new(ParquetFiles),
         Arc::new(Databases),
         Arc::new(Tables),
     ]
@@ -422,6 +425,66 @@ impl SystemTable for InfluxdbSchema {
     }
 }
 
+/// `system.parquet_files`: the current database's persisted files.
+#[derive(Debug)]
+struct ParquetFiles;
+
+impl SystemTable for ParquetFiles {
+    fn name(&self) -> &str {
+        "parquet_files"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("path", DataType::Utf8, false),
+            Field::new("size_bytes", DataType::UInt64, false),
+            Field::new("row_count", DataType::UInt64, false),
+            Field::new("min_time", DataType::Int64, false),
+            Field::new("max_time", DataType::Int64, false),
+        ]))
+    }
+
+    fn rows(&self, ctx: &SystemContext) -> Result<RecordBatch> {
+        let mut files: Vec<_> = ctx
+            .files
+            .iter()
+            .flat_map(|index| index.all_files())
+            .filter(|f| f.db_id == ctx.database.id)
+            .filter_map(|f| {
+                let table = ctx.database.table_by_id(f.table_id)?;
+                (!table.deleted()).then(|| (Arc::clone(&table.name), f))
+            })
+            .collect();
+        files.sort_by(|a, b| (&a.0, a.1.min_time).cmp(&(&b.0, b.1.min_time)));
+        let mut table = StringBuilder::new();
+        let mut path = StringBuilder::new();
+        let mut size = UInt64Builder::new();
+        let mut rows = UInt64Builder::new();
+        let mut min = Int64Builder::new();
+        let mut max = Int64Builder::new();
+        for (name, f) in files {
+            table.append_value(&*name);
+            path.append_value(&f.path);
+            size.append_value(f.size_bytes);
+            rows.append_value(f.row_count);
+            min.append_value(f.min_time);
+            max.append_value(f.max_time);
+        }
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(table.finish()),
+                Arc::new(path.finish()),
+                Arc::new(size.finish()),
+                Arc::new(rows.finish()),
+                Arc::new(min.finish()),
+                Arc::new(max.finish()),
+            ],
+        )
+    }
+}
+
 fn hard_deletion_type() -> DataType {
     DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
 }
@@ -597,7 +660,11 @@ mod tests {
             .unwrap();
         let snapshot = txn.commit().await.unwrap();
         let database = Arc::clone(snapshot.database(db).unwrap());
-        SystemContext { snapshot, database }
+        SystemContext {
+            snapshot,
+            database,
+            files: None,
+        }
     }
 
     fn strings(batch: &RecordBatch, column: &str) -> Vec<String> {

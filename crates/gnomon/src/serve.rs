@@ -468,11 +468,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?
     .with_caches(caches)
-    .with_persisted(PersistedFiles {
-        store: Arc::clone(&store),
-        index,
-        cache,
-    });
+    .with_persisted(PersistedFiles::new(Arc::clone(&store), index, cache));
     let engine_slot = EngineSlot::default();
     let query = Arc::new(
         query

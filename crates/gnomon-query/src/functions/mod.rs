@@ -19,6 +19,7 @@ pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
         .with_query_planner(Arc::new(gapfill::GnomonQueryPlanner))
         .with_physical_optimizer_rule(Arc::new(crate::top_one::TopOnePerPartition))
+        .with_physical_optimizer_rule(Arc::new(crate::run_aggregate::RunPartialAggregate))
 }
 
 /// Registers the functions, and the gap-filling analyzer rule, on a built session state.

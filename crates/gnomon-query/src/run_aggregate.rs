@@ -1,0 +1,353 @@
+//! Partial aggregation by runs: `GROUP BY` over series-sorted data without a hash table per
+//! row.
+//!
+//! Every source a table scan reads (buffer chunks, Parquet files) is sorted by series then
+//! time, so the rows of one group of `GROUP BY date_bin(…, time), host` arrive one after
+//! another: a run. DataFusion's partial `AggregateExec` still looks every row up in a hash
+//! table of group keys (in row format for a dictionary tag: encoding, hashing and comparing
+//! each key), which is most of the time of such a query. [`RunPartialAggregate`] is a
+//! physical optimizer rule that replaces a partial aggregate fed by a table scan with
+//! [`RunAggregateExec`]: it evaluates the group expressions, cuts each batch into runs of
+//! equal keys, and feeds DataFusion's own `GroupsAccumulator`s with the run number as the
+//! group index. Its output is the partial aggregate's (group keys, then each aggregate's
+//! state), one row per run; the final aggregate above merges the runs of a group however
+//! they were split. Any input order gives the right answer; sorted input makes it fast.
+//!
+//! Only plain aggregates qualify: no grouping sets, no `DISTINCT`, no ordered aggregates
+//! (`first_value(x ORDER BY …)` needs its input sorted), no group limit, and every aggregate
+//! must have a groups accumulator.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::kernels::cmp::distinct;
+use arrow::compute::take;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::{internal_err, Result};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+
+/// The optimizer rule; see the module documentation.
+#[derive(Debug, Default)]
+pub struct RunPartialAggregate;
+
+impl PhysicalOptimizerRule for RunPartialAggregate {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| match rewrite(&node)? {
+            Some(new) => Ok(Transformed::yes(new)),
+            None => Ok(Transformed::no(node)),
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "run_partial_aggregate"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+        return Ok(None);
+    };
+    let qualifies = *aggregate.mode() == AggregateMode::Partial
+        && aggregate.group_expr().is_single()
+        && !aggregate.group_expr().expr().is_empty()
+        && aggregate.limit_options().is_none()
+        && aggregate.aggr_expr().iter().all(|a| {
+            !a.is_distinct() && a.order_bys().is_empty() && a.groups_accumulator_supported()
+        })
+        && reads_series_sorted(aggregate.input());
+    if !qualifies {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(RunAggregateExec::new(aggregate))))
+}
+
+/// True when `plan` passes on the batches of table scans as they come (filtered or
+/// projected, never reordered): runs of equal series survive to the aggregate.
+fn reads_series_sorted(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+        return reads_series_sorted(filter.input());
+    }
+    if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
+        return reads_series_sorted(projection.input());
+    }
+    if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+        return matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_))
+            && reads_series_sorted(repartition.input());
+    }
+    if let Some(union) = plan.downcast_ref::<UnionExec>() {
+        return union.inputs().iter().all(reads_series_sorted);
+    }
+    plan.downcast_ref::<DataSourceExec>().is_some()
+}
+
+/// A partial aggregate that groups consecutive rows with equal keys; see the module
+/// documentation.
+#[derive(Debug)]
+pub struct RunAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    group_exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl RunAggregateExec {
+    fn new(aggregate: &AggregateExec) -> Self {
+        Self {
+            input: Arc::clone(aggregate.input()),
+            group_exprs: aggregate.group_expr().expr().to_vec(),
+            aggregates: aggregate.aggr_expr().to_vec(),
+            filters: aggregate.filter_expr().to_vec(),
+            schema: aggregate.schema(),
+            properties: Arc::clone(aggregate.properties()),
+        }
+    }
+}
+
+impl DisplayAs for RunAggregateExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let groups: Vec<String> = self
+            .group_exprs
+            .iter()
+            .map(|(e, name)| format!("{e} as {name}"))
+            .collect();
+        let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
+        write!(
+            f,
+            "RunAggregateExec: mode=Partial, gby=[{}], aggr=[{}]",
+            groups.join(", "),
+            aggregates.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for RunAggregateExec {
+    fn name(&self) -> &str {
+        "RunAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let aggregate_args = self.aggregates.iter().flat_map(|a| a.expressions());
+        let filters = self.filters.iter().flatten().cloned();
+        for e in self
+            .group_exprs
+            .iter()
+            .map(|(e, _)| Arc::clone(e))
+            .chain(aggregate_args)
+            .chain(filters)
+        {
+            if f(&e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
+            datafusion::error::DataFusionError::Internal("RunAggregateExec has one child".into())
+        })?;
+        Ok(Arc::new(Self {
+            input,
+            group_exprs: self.group_exprs.clone(),
+            aggregates: self.aggregates.clone(),
+            filters: self.filters.clone(),
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition >= self.properties.partitioning.partition_count() {
+            return internal_err!("RunAggregateExec has no partition {partition}");
+        }
+        let input = self.input.execute(partition, context)?;
+        let mut runs = Runs {
+            group_exprs: self
+                .group_exprs
+                .iter()
+                .map(|(e, _)| Arc::clone(e))
+                .collect(),
+            arguments: self.aggregates.iter().map(|a| a.expressions()).collect(),
+            filters: self.filters.clone(),
+            accumulators: self
+                .aggregates
+                .iter()
+                .map(|a| a.create_groups_accumulator())
+                .collect::<Result<_>>()?,
+            schema: Arc::clone(&self.schema),
+        };
+        let stream = input
+            .map(move |batch| runs.aggregate(&batch?))
+            .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.num_rows() == 0)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
+    }
+}
+
+/// The per-partition state of a [`RunAggregateExec`].
+struct Runs {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    schema: SchemaRef,
+}
+
+impl Runs {
+    /// One output row per run of equal group keys in `batch`.
+    fn aggregate(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        let keys = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let starts = run_starts(&keys)?;
+        let mut group_of_row = Vec::with_capacity(rows);
+        let mut first_rows = Vec::new();
+        let mut run = 0usize;
+        for (row, starts_run) in starts.iter().enumerate() {
+            if starts_run {
+                first_rows.push(row as u32);
+                run = first_rows.len() - 1;
+            }
+            group_of_row.push(run);
+        }
+        let runs = first_rows.len();
+        let first_rows = UInt32Array::from(first_rows);
+        let mut columns: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| take(k.as_ref(), &first_rows, None))
+            .collect::<std::result::Result<_, _>>()?;
+        for ((accumulator, arguments), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(&self.arguments)
+            .zip(&self.filters)
+        {
+            let values = arguments
+                .iter()
+                .map(|e| e.evaluate(batch)?.into_array(rows))
+                .collect::<Result<Vec<_>>>()?;
+            let filter = match filter {
+                Some(f) => Some(f.evaluate(batch)?.into_array(rows)?),
+                None => None,
+            };
+            let filter = filter.as_ref().map(|f| f.as_boolean());
+            accumulator.update_batch(&values, &group_of_row, filter, runs)?;
+            columns.extend(accumulator.state(EmitTo::All)?);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// Row `i` starts a run when some key differs from row `i - 1` (nulls equal to nulls, as
+/// in `GROUP BY`). Dictionary keys are compared by key: equal keys mean equal values, and
+/// equal values under two keys only cost an extra run.
+fn run_starts(keys: &[ArrayRef]) -> Result<BooleanBuffer> {
+    let rows = keys.first().map_or(0, |k| k.len());
+    let mut starts: Option<BooleanArray> = None;
+    for key in keys {
+        let key = match key.data_type() {
+            DataType::Dictionary(..) => dictionary_keys(key),
+            _ => Arc::clone(key),
+        };
+        let changed = distinct(&key.slice(1, rows - 1), &key.slice(0, rows - 1))?;
+        starts = Some(match starts {
+            None => changed,
+            Some(before) => arrow::compute::or(&before, &changed)?,
+        });
+    }
+    let mut out = arrow::array::BooleanBufferBuilder::new(rows);
+    out.append(true);
+    if let Some(changed) = starts {
+        // `distinct` never yields null.
+        out.append_buffer(changed.values());
+    }
+    Ok(out.finish())
+}
+
+fn dictionary_keys(array: &ArrayRef) -> ArrayRef {
+    use arrow::datatypes::*;
+    macro_rules! keys {
+        ($($t:ty),*) => {
+            $(if let Some(d) = array.as_dictionary_opt::<$t>() {
+                return Arc::new(d.keys().clone());
+            })*
+        };
+    }
+    keys!(Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type);
+    Arc::clone(array)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array};
+    use arrow::datatypes::Int32Type;
+
+    #[test]
+    fn runs_start_where_any_key_changes_and_nulls_group_together() {
+        let host: DictionaryArray<Int32Type> =
+            vec![Some("a"), Some("a"), Some("a"), None, None, Some("b")]
+                .into_iter()
+                .collect();
+        let bucket = Int64Array::from(vec![1, 1, 2, 2, 2, 2]);
+        let starts = run_starts(&[Arc::new(host), Arc::new(bucket)]).unwrap();
+        let starts: Vec<bool> = starts.iter().collect();
+        assert_eq!(starts, vec![true, false, true, true, false, true]);
+    }
+}

@@ -1,0 +1,278 @@
+//! The query engine's shortcuts over series-sorted data give the answers of the plain
+//! definitions: reading only the rows of the tags a query pins (`series_ranges`), and
+//! partial aggregation by runs of equal group keys (`run_aggregate`). The expected answers
+//! are computed here, in Rust, from the rows written.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::Server;
+use serde_json::Value;
+
+const NS: i64 = 1_000_000_000;
+
+/// One generated row: host, region, time (s), u (float), n (integer, sometimes missing).
+#[derive(Clone, Debug)]
+struct Row {
+    host: String,
+    region: Option<&'static str>,
+    t: i64,
+    u: f64,
+    n: Option<i64>,
+}
+
+/// 12 hosts × 2 hours at 10 s, written as three bodies (the middle one out of time order),
+/// the first two persisted to files, the last kept in the buffer.
+fn rows() -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut state = 7u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as i64
+    };
+    for h in 0..12 {
+        for step in 0..720 {
+            let r = next();
+            out.push(Row {
+                host: format!("host_{h}"),
+                // Host 11 has no region: a null group key.
+                region: (h != 11).then_some(if h % 3 == 0 { "east" } else { "west" }),
+                t: 1_700_000_000 + step * 10,
+                u: (r % 1000) as f64 / 10.0,
+                n: (r % 7 != 0).then_some(r % 100),
+            });
+        }
+    }
+    out
+}
+
+fn line(r: &Row) -> String {
+    let region = r.region.map(|g| format!(",region={g}")).unwrap_or_default();
+    let n = r.n.map(|n| format!(",n={n}i")).unwrap_or_default();
+    format!("cpu,host={}{region} u={}{n} {}", r.host, r.u, r.t)
+}
+
+fn setup() -> (Server, String, Vec<Row>) {
+    let server = Server::start(&[]);
+    let db = "paths".to_string();
+    let all = rows();
+    let (early, late): (Vec<&Row>, Vec<&Row>) = all.iter().partition(|r| r.t < 1_700_003_600);
+    let (late_a, late_b): (Vec<&Row>, Vec<&Row>) = late.iter().partition(|r| r.t < 1_700_006_000);
+    for (part, persist) in [(&late_a, true), (&early, true), (&late_b, false)] {
+        let body: Vec<String> = part.iter().map(|r| line(r)).collect();
+        server.write_ok(&db, body.join("\n"), "precision=s");
+        if persist {
+            server
+                .post("/api/v3/gnomon/snapshot", "")
+                .expect_status(200);
+        }
+    }
+    (server, db, all)
+}
+
+fn round(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64().map(round)
+}
+
+#[test]
+fn shortcuts_answer_as_the_definitions() {
+    let (server, db, all) = setup();
+    let files = server.sql(&db, "SELECT count(*) AS c FROM system.parquet_files");
+    assert!(
+        files[0]["c"].as_i64().unwrap() >= 2,
+        "the data is partly persisted: {files:?}"
+    );
+
+    // --- Tag pinning: =, IN, OR, combined with another tag and a time range.
+    type Keep = Box<dyn Fn(&Row) -> bool>;
+    let pinned: &[(&str, Keep)] = &[
+        ("host = 'host_3'", Box::new(|r: &Row| r.host == "host_3")),
+        (
+            "host IN ('host_1', 'host_10', 'nope')",
+            Box::new(|r: &Row| r.host == "host_1" || r.host == "host_10"),
+        ),
+        (
+            "(host = 'host_2' OR host = 'host_11') AND time >= '2023-11-14T22:30:00Z' \
+             AND time < '2023-11-14T23:50:00Z'",
+            Box::new(|r: &Row| {
+                (r.host == "host_2" || r.host == "host_11")
+                    && (1_700_001_000..1_700_005_800).contains(&r.t)
+            }),
+        ),
+        (
+            "host = 'host_4' AND region = 'east'",
+            Box::new(|r: &Row| r.host == "host_4" && r.region == Some("east")),
+        ),
+        ("host = 'absent'", Box::new(|_: &Row| false)),
+    ];
+    for (filter, keep) in pinned {
+        let got = server.sql(
+            &db,
+            &format!(
+                "SELECT host, CAST(time AS BIGINT) AS t, u FROM cpu WHERE {filter} \
+                 ORDER BY host, time"
+            ),
+        );
+        let mut want: Vec<&Row> = all.iter().filter(|r| keep(r)).collect();
+        want.sort_by(|a, b| (&a.host, a.t).cmp(&(&b.host, b.t)));
+        let got: Vec<(String, i64, f64)> = got
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap().to_string(),
+                    r["t"].as_i64().unwrap(),
+                    r["u"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, i64, f64)> = want
+            .iter()
+            .map(|r| (r.host.clone(), r.t * NS, r.u))
+            .collect();
+        assert_eq!(got, want, "{filter}");
+    }
+
+    // --- Aggregation by runs: buckets × tags, with a null group key, a filter clause,
+    // integers with missing values, and the plan really uses the run aggregate.
+    let q = "SELECT date_bin(INTERVAL '10 minutes', time) AS b, host, region, \
+             avg(u) AS a, min(u) AS lo, max(u) AS hi, sum(n) AS s, count(n) AS c, \
+             count(*) AS rows, max(u) FILTER (WHERE n > 50) AS hi50 \
+             FROM cpu WHERE time >= '2023-11-14T22:20:00Z' \
+             GROUP BY 1, 2, 3 ORDER BY 2, 1";
+    let plan: String = server
+        .sql(&db, &format!("EXPLAIN {q}"))
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(plan.contains("RunAggregateExec"), "{plan}");
+    let got = server.sql(&db, q);
+    #[derive(Default)]
+    struct Acc {
+        sum: f64,
+        count: usize,
+        lo: f64,
+        hi: f64,
+        n_sum: i64,
+        n_count: usize,
+        hi50: Option<f64>,
+    }
+    let mut groups: BTreeMap<(String, i64), (Option<&str>, Acc)> = BTreeMap::new();
+    for r in all.iter().filter(|r| r.t >= 1_700_000_400) {
+        let bucket = r.t - r.t.rem_euclid(600);
+        let (_, acc) = groups.entry((r.host.clone(), bucket)).or_insert_with(|| {
+            (
+                r.region,
+                Acc {
+                    lo: f64::MAX,
+                    hi: f64::MIN,
+                    ..Acc::default()
+                },
+            )
+        });
+        acc.sum += r.u;
+        acc.count += 1;
+        acc.lo = acc.lo.min(r.u);
+        acc.hi = acc.hi.max(r.u);
+        if let Some(n) = r.n {
+            acc.n_sum += n;
+            acc.n_count += 1;
+            if n > 50 {
+                acc.hi50 = Some(acc.hi50.map_or(r.u, |h| h.max(r.u)));
+            }
+        }
+    }
+    assert_eq!(got.len(), groups.len());
+    for (row, ((host, bucket), (region, acc))) in got.iter().zip(&groups) {
+        let context = format!("{row}");
+        assert_eq!(row["host"].as_str(), Some(host.as_str()), "{context}");
+        assert_eq!(row["region"].as_str(), *region, "{context}");
+        let b = row["b"].as_str().unwrap();
+        let expected_b = chrono_like(*bucket);
+        assert_eq!(b, expected_b, "{context}");
+        assert_eq!(
+            num(&row["a"]),
+            Some(round(acc.sum / acc.count as f64)),
+            "{context}"
+        );
+        assert_eq!(num(&row["lo"]), Some(round(acc.lo)), "{context}");
+        assert_eq!(num(&row["hi"]), Some(round(acc.hi)), "{context}");
+        assert_eq!(row["s"].as_i64(), Some(acc.n_sum), "{context}");
+        assert_eq!(row["c"].as_u64(), Some(acc.n_count as u64), "{context}");
+        assert_eq!(row["rows"].as_u64(), Some(acc.count as u64), "{context}");
+        assert_eq!(num(&row["hi50"]), acc.hi50.map(round), "{context}");
+    }
+
+    // Grouped by time alone (runs of one series and bucket) and by a tag alone.
+    let per_bucket = server.sql(
+        &db,
+        "SELECT date_bin(INTERVAL '1 minute', time) AS b, max(u) AS hi FROM cpu \
+         GROUP BY 1 ORDER BY 1 DESC LIMIT 3",
+    );
+    let mut maxima: BTreeMap<i64, f64> = BTreeMap::new();
+    for r in &all {
+        let m = maxima.entry(r.t - r.t.rem_euclid(60)).or_insert(f64::MIN);
+        *m = m.max(r.u);
+    }
+    let want: Vec<(String, f64)> = maxima
+        .iter()
+        .rev()
+        .take(3)
+        .map(|(b, m)| (chrono_like(*b), *m))
+        .collect();
+    let got: Vec<(String, f64)> = per_bucket
+        .iter()
+        .map(|r| {
+            (
+                r["b"].as_str().unwrap().to_string(),
+                r["hi"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let per_region = server.sql(
+        &db,
+        "SELECT region, count(*) AS c FROM cpu GROUP BY region ORDER BY region NULLS LAST",
+    );
+    let count = |g: Option<&str>| all.iter().filter(|r| r.region == g).count() as u64;
+    let got: Vec<(Option<&str>, u64)> = per_region
+        .iter()
+        .map(|r| (r["region"].as_str(), r["c"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("east"), count(Some("east"))),
+            (Some("west"), count(Some("west"))),
+            (None, count(None)),
+        ]
+    );
+}
+
+/// The API's time format for a whole second: `2023-11-14T22:13:20`.
+fn chrono_like(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rem = seconds.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
