@@ -324,10 +324,26 @@ pub fn merge(
         cursors: Vec::new(),
         heap: Vec::new(),
     };
+    // Each input is one sorted run, or two when it has a series tail (main row groups, then
+    // the tail); the runs of one input never share a key, and keep the input's place in the
+    // order (older input first on equal keys).
+    let mut runs = Vec::new();
     for bytes in inputs {
-        let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-            .with_batch_size(READ_BATCH_ROWS)
-            .build()?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+        let groups = builder.metadata().num_row_groups();
+        match crate::tail::tail_start(builder.metadata()) {
+            Some(_) if groups > 1 => {
+                runs.push(builder.with_row_groups((0..groups - 1).collect()));
+                runs.push(
+                    ParquetRecordBatchReaderBuilder::try_new(bytes)?
+                        .with_row_groups(vec![groups - 1]),
+                );
+            }
+            _ => runs.push(builder),
+        }
+    }
+    for builder in runs {
+        let mut reader = builder.with_batch_size(READ_BATCH_ROWS).build()?;
         let Merger {
             schema,
             key,
@@ -348,7 +364,8 @@ pub fn merge(
         }
     }
 
-    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(properties))?;
+    let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(properties))?;
+    let mut writer = crate::tail::TailSplitter::new(writer, Arc::clone(schema))?;
     let (mut min_time, mut max_time, mut rows) = (i64::MAX, i64::MIN, 0u64);
     let mut write = |batch: RecordBatch| -> Result<(), PersistError> {
         if let Some(t) = batch
@@ -390,7 +407,7 @@ pub fn merge(
     if !picks.is_empty() {
         write(merger.take_output(&picks, &runs)?)?;
     }
-    let bytes = writer.into_inner()?;
+    let bytes = writer.finish()?;
     if rows == 0 {
         (min_time, max_time) = (i64::MIN, i64::MAX);
     }
@@ -508,14 +525,25 @@ mod tests {
         let merged = merge(&schema, inputs, writer_properties(&schema)).unwrap();
         let expected = merge_last_wins(&schema, &batches).unwrap();
         assert_eq!(merged.rows, expected.num_rows() as u64);
-        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(merged.bytes)
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(merged.bytes).unwrap();
+        // The inputs had series tails (read as a second sorted run each); so has the output:
+        // one row per series (60 hosts) at the end.
+        let tail = crate::tail::tail_start(builder.metadata()).expect("a series tail");
+        assert_eq!(tail, expected.num_rows() as u64 - 60);
+        let read: Vec<RecordBatch> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
         let read = arrow::compute::concat_batches(&schema, &read).unwrap();
-        assert_eq!(read, expected);
+        let tail_times = read
+            .slice(tail as usize, 60)
+            .column_by_name(TIME)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap()
+            .values()
+            .to_vec();
+        // Every host's newest row: 19_995 from file 2 (all 60 hosts write there last).
+        assert!(tail_times.iter().all(|&t| t == 19_995), "{tail_times:?}");
+        assert_eq!(merge_last_wins(&schema, &[read]).unwrap(), expected);
         assert_eq!(merged.min_time, 0);
         assert_eq!(merged.max_time, 19_995);
     }

@@ -9,6 +9,7 @@
 //! - the snapshot procedure and its trigger, the background removal of deleted and expired
 //!   data, and the compaction task ([`persister`]);
 //! - compaction planning and the streaming merge of sorted files ([`compactor`]);
+//! - the series tail: each file's newest row per series in its last row group ([`tail`]);
 //! - the in-memory cache of recently persisted files ([`cache`]);
 //! - the "last write wins" merge of rows with the same series and time across sources
 //!   ([`dedup`]), shared with the query engine.
@@ -24,6 +25,7 @@ pub mod dedup;
 pub mod index;
 pub mod layout;
 pub mod persister;
+pub mod tail;
 pub mod writer;
 
 pub use cache::ParquetCache;
