@@ -144,8 +144,10 @@ impl TailSplitter {
             let tail = concat_batches(&self.schema, &self.tail)?;
             self.writer.write(&tail)?;
             if self.complete {
-                self.writer
-                    .append_key_value_metadata(KeyValue::new(SERIES_TAIL_KEY.into(), "1".to_string()));
+                self.writer.append_key_value_metadata(KeyValue::new(
+                    SERIES_TAIL_KEY.into(),
+                    "1".to_string(),
+                ));
             }
         }
         Ok(self.writer.into_inner()?)
@@ -168,15 +170,15 @@ mod tests {
         let u: Vec<Option<f64>> = (0..9).map(|i| Some(i as f64)).collect();
         let n: Vec<Option<i64>> = (0..9).map(Some).collect();
         let all = batch(&hosts, &times, &u, &n);
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(&schema)))
-            .unwrap();
+        let writer =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(&schema)))
+                .unwrap();
         let mut splitter = TailSplitter::new(writer, schema.clone()).unwrap();
         for (start, len) in [(0, 2), (2, 4), (6, 1), (7, 2)] {
             splitter.write(&all.slice(start, len)).unwrap();
         }
         let bytes = splitter.finish().unwrap();
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         assert_eq!(tail_start(builder.metadata()), Some(6));
         let groups = builder.metadata().num_row_groups();
         let read: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();

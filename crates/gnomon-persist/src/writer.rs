@@ -167,7 +167,12 @@ mod tests {
             .to_string();
         let rows: Vec<&str> = text.lines().skip(3).collect();
         // Sorted by series then time, except each series' newest row, which is in the tail.
-        let expected = [("a", "05 | 4.0"), ("b", "03 | 3.0"), ("a", "09 | 2.0"), ("b", "07 | 1.0")];
+        let expected = [
+            ("a", "05 | 4.0"),
+            ("b", "03 | 3.0"),
+            ("a", "09 | 2.0"),
+            ("b", "07 | 1.0"),
+        ];
         for (row, (host, rest)) in rows.iter().zip(expected) {
             assert!(
                 row.contains(&format!("| {host}    |")) && row.contains(rest),

@@ -14,6 +14,7 @@
 mod caches;
 pub mod format;
 pub mod functions;
+mod newest_first;
 mod persisted;
 mod provider;
 pub mod query_log;

@@ -389,6 +389,8 @@ impl TableScanProvider {
                 // (after a compaction or retention took it out of the index) while this
                 // query may still open it.
                 partitioned.extensions.insert_arc(Arc::clone(file));
+                // How a plan rule reads this file's tag runs and footer (`newest_first`).
+                partitioned.extensions.insert(persisted.clone());
                 selected.push(partitioned);
             }
             let groups = state.config().target_partitions().max(1);

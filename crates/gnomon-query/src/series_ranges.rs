@@ -126,6 +126,16 @@ pub struct TagRuns {
 const MAX_RUNS: usize = 4 << 20;
 
 impl TagRuns {
+    /// Rows in the file.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Every value with its sorted, disjoint row ranges.
+    pub(crate) fn values(&self) -> impl Iterator<Item = (&str, &[Range<u64>])> {
+        self.values.iter().map(|(v, r)| (v.as_str(), r.as_slice()))
+    }
+
     /// The rows holding any of `values`, sorted and merged.
     fn rows_of(&self, values: &[String]) -> Vec<Range<u64>> {
         let mut ranges: Vec<Range<u64>> = values
@@ -242,7 +252,7 @@ impl AsyncFileReader for SendReader {
     }
 }
 
-fn merge_adjacent(ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+pub(crate) fn merge_adjacent(ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
     let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
     for r in ranges {
         match out.last_mut() {
@@ -304,7 +314,7 @@ impl TagRunsCache {
         }
     }
 
-    async fn runs(
+    pub(crate) async fn runs(
         &self,
         path: &str,
         column: &str,

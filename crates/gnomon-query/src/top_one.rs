@@ -34,6 +34,8 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
@@ -42,6 +44,8 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use futures::StreamExt;
+
+use crate::newest_first::NewestFirst;
 
 /// The optimizer rule; see the module documentation.
 #[derive(Debug, Default)]
@@ -98,17 +102,47 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
     if !sort.preserve_partitioning() && input.output_partitioning().partition_count() > 1 {
         input = Arc::new(CoalescePartitionsExec::new(input));
     }
-    let top = TopOneExec::try_new(
+    let newest_first =
+        newest_first_source(&input, window_expr.partition_by(), window_expr.order_by());
+    let mut top = TopOneExec::try_new(
         input,
         window_expr.partition_by().to_vec(),
         window_expr.order_by().to_vec(),
         sort.expr().clone(),
         window.schema(),
     )?;
+    top.newest_first = newest_first;
     let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
     Ok(Some(
         Arc::clone(node).replace_children(vec![Arc::new(top)], options)?,
     ))
+}
+
+/// The scan under `input` when the key is one tag and the order `time DESC`: then the
+/// newest rows can be found without reading the others (see [`NewestFirst`]).
+fn newest_first_source(
+    input: &Arc<dyn ExecutionPlan>,
+    partition_by: &[Arc<dyn PhysicalExpr>],
+    order_by: &[PhysicalSortExpr],
+) -> Option<NewestFirst> {
+    let [key] = partition_by else { return None };
+    let [order] = order_by else { return None };
+    let key = key.downcast_ref::<Column>()?;
+    let time = order.expr.downcast_ref::<Column>()?;
+    let schema = input.schema();
+    let is_tag = matches!(
+        schema.field(key.index()).data_type(),
+        arrow::datatypes::DataType::Dictionary(..)
+    );
+    let is_time = schema.field(time.index()).name() == "time"
+        && matches!(
+            schema.field(time.index()).data_type(),
+            arrow::datatypes::DataType::Timestamp(..)
+        );
+    if !is_tag || !is_time || !order.options.descending {
+        return None;
+    }
+    NewestFirst::find(input, schema.field(key.index()).name())
 }
 
 fn is_row_number(window_expr: &dyn Any) -> bool {
@@ -160,6 +194,10 @@ pub struct TopOneExec {
     output_order: LexOrdering,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    /// Set when the input is a scan that can be read newest first: `execute` then reads
+    /// the candidates from it (once, shared by the partitions) instead of the input.
+    newest_first: Option<NewestFirst>,
+    candidates: Arc<tokio::sync::OnceCell<Arc<Vec<RecordBatch>>>>,
 }
 
 impl TopOneExec {
@@ -190,6 +228,8 @@ impl TopOneExec {
             output_order,
             schema,
             properties,
+            newest_first: None,
+            candidates: Default::default(),
         })
     }
 }
@@ -200,9 +240,14 @@ impl DisplayAs for TopOneExec {
         let order: Vec<String> = self.order_by.iter().map(|e| e.to_string()).collect();
         write!(
             f,
-            "TopOneExec: partition_by=[{}], order_by=[{}]",
+            "TopOneExec: partition_by=[{}], order_by=[{}]{}",
             keys.join(", "),
-            order.join(", ")
+            order.join(", "),
+            if self.newest_first.is_some() {
+                ", newest_first"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -244,13 +289,18 @@ impl ExecutionPlan for TopOneExec {
         let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
             datafusion::error::DataFusionError::Internal("TopOneExec has one child".into())
         })?;
-        Ok(Arc::new(TopOneExec::try_new(
+        let mut top = TopOneExec::try_new(
             input,
             self.partition_by.clone(),
             self.order_by.clone(),
             self.output_order.clone(),
             Arc::clone(&self.schema),
-        )?))
+        )?;
+        top.newest_first = self
+            .newest_first
+            .as_ref()
+            .and_then(|_| newest_first_source(&top.input, &top.partition_by, &top.order_by));
+        Ok(Arc::new(top))
     }
 
     fn execute(
@@ -261,18 +311,55 @@ impl ExecutionPlan for TopOneExec {
         if partition >= self.properties.partitioning.partition_count() {
             return internal_err!("TopOneExec has no partition {partition}");
         }
-        let mut input = self.input.execute(partition, context)?;
         let mut best = Winners::new(&self.partition_by, &self.order_by, &self.input.schema())?;
         let output_order = self.output_order.clone();
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);
-        let stream = futures::stream::once(async move {
-            while let Some(batch) = input.next().await {
-                best.offer(&batch?)?;
-            }
-            best.finish(&output_order, &out_schema)
-        })
-        .filter_map(|r| async move {
+        let stream = if let Some(newest_first) = self.newest_first.clone() {
+            let shared = Arc::clone(&self.candidates);
+            let partitioning = self.properties.partitioning.clone();
+            futures::stream::once(async move {
+                let all = shared
+                    .get_or_try_init(|| async {
+                        newest_first.candidates(context).await.map(Arc::new)
+                    })
+                    .await?;
+                // The candidates are shared; each partition keeps the keys it is declared
+                // to hold, as the repartitioning it replaces would have sent them.
+                match partitioning {
+                    Partitioning::Hash(exprs, n) => {
+                        let mut partitioner =
+                            BatchPartitioner::new_hash_partitioner(exprs, n, Time::new())?;
+                        for batch in all.iter() {
+                            partitioner.partition(batch.clone(), |p, rows| {
+                                if p == partition {
+                                    best.offer(&rows)?;
+                                }
+                                Ok(())
+                            })?;
+                        }
+                    }
+                    _ if partition == 0 => {
+                        for batch in all.iter() {
+                            best.offer(batch)?;
+                        }
+                    }
+                    _ => {}
+                }
+                best.finish(&output_order, &out_schema)
+            })
+            .boxed()
+        } else {
+            let mut input = self.input.execute(partition, context)?;
+            futures::stream::once(async move {
+                while let Some(batch) = input.next().await {
+                    best.offer(&batch?)?;
+                }
+                best.finish(&output_order, &out_schema)
+            })
+            .boxed()
+        };
+        let stream = stream.filter_map(|r| async move {
             match r {
                 Ok(b) if b.num_rows() == 0 => None,
                 other => Some(other),

@@ -255,6 +255,66 @@ fn shortcuts_answer_as_the_definitions() {
     );
 }
 
+#[test]
+fn the_newest_row_per_tag_reads_newest_sources_first() {
+    let (server, db, mut all) = setup();
+    // A host that stopped early (its newest row is in the oldest file), and a late write
+    // into the first file's time range for another host (merged with that file).
+    server.write_ok(
+        &db,
+        "cpu,host=gone,region=east u=1.5 1700000100\ncpu,host=host_5,region=west u=99 1700000050",
+        "precision=s",
+    );
+    all.push(Row {
+        host: "gone".into(),
+        region: Some("east"),
+        t: 1_700_000_100,
+        u: 1.5,
+        n: None,
+    });
+    let q = "SELECT host, CAST(time AS BIGINT) AS t, u FROM (SELECT *, row_number() OVER \
+             (PARTITION BY host ORDER BY time DESC) AS rn FROM cpu) AS w WHERE rn = 1 \
+             ORDER BY host";
+    let plan: String = server
+        .sql(&db, &format!("EXPLAIN {q}"))
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(plan.contains("newest_first"), "{plan}");
+    let mut newest: BTreeMap<&str, (i64, f64)> = BTreeMap::new();
+    for r in &all {
+        let e = newest.entry(&r.host).or_insert((i64::MIN, 0.0));
+        if r.t > e.0 {
+            *e = (r.t, r.u);
+        }
+    }
+    let want: Vec<(String, i64, f64)> = newest
+        .iter()
+        .map(|(h, (t, u))| (h.to_string(), t * NS, *u))
+        .collect();
+    let check = |server: &Server| {
+        let got: Vec<(String, i64, f64)> = server
+            .sql(&db, q)
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap().to_string(),
+                    r["t"].as_i64().unwrap(),
+                    r["u"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    };
+    check(&server);
+    // The same after everything is persisted and compacted into files with series tails.
+    server
+        .post("/api/v3/gnomon/snapshot", "")
+        .expect_status(200);
+    server.post("/api/v3/gnomon/compact", "").expect_status(200);
+    check(&server);
+}
+
 /// The API's time format for a whole second: `2023-11-14T22:13:20`.
 fn chrono_like(seconds: i64) -> String {
     let days = seconds.div_euclid(86_400);
