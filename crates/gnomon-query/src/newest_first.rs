@@ -37,7 +37,6 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use gnomon_persist::ParquetFile;
 use parquet::arrow::arrow_reader::RowSelection;
-use parquet::arrow::async_reader::AsyncFileReader;
 
 use crate::persisted::PersistedFiles;
 use crate::series_ranges::merge_adjacent;
@@ -49,7 +48,7 @@ const TIME: &str = "time";
 enum Source {
     File {
         file: Arc<ParquetFile>,
-        partitioned: PartitionedFile,
+        partitioned: Box<PartitionedFile>,
         persisted: PersistedFiles,
     },
     /// A buffered batch (all table columns) and the scan's projection of it.
@@ -119,7 +118,7 @@ impl NewestFirst {
                     file.max_time,
                     Source::File {
                         file: Arc::clone(&file),
-                        partitioned: partitioned.clone(),
+                        partitioned: Box::new(partitioned.clone()),
                         persisted: persisted.clone(),
                     },
                 ));
