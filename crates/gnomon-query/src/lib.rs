@@ -14,6 +14,7 @@
 mod caches;
 pub mod format;
 pub mod functions;
+mod latest_buckets;
 mod newest_first;
 mod persisted;
 mod provider;
@@ -272,6 +273,33 @@ impl QueryEngine {
                     params.into_iter().map(|(k, v)| (k, v.into())).collect(),
                 ))
                 .map_err(QueryError::from_datafusion)?;
+        }
+        // `… GROUP BY date_bin(…) ORDER BY 1 DESC LIMIT k`: the newest buckets first (the
+        // cheap shape test on the unoptimized plan spares other queries an extra optimization).
+        else if latest_buckets::may_apply(frame.logical_plan()) {
+            let optimized = frame
+                .clone()
+                .into_optimized_plan()
+                .map_err(QueryError::from_datafusion)?;
+            if let Some(latest) = latest_buckets::LatestBuckets::find(&optimized) {
+                let state = ctx.state();
+                if let Some(batches) = latest
+                    .run(&state)
+                    .await
+                    .map_err(QueryError::from_datafusion)?
+                {
+                    let schema = batches
+                        .first()
+                        .map(|b| b.schema())
+                        .unwrap_or_else(|| Arc::clone(frame.schema().inner()));
+                    return Ok(Box::pin(
+                        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                            schema,
+                            futures::stream::iter(batches.into_iter().map(Ok)),
+                        ),
+                    ));
+                }
+            }
         }
         frame
             .execute_stream()

@@ -307,6 +307,62 @@ fn the_newest_row_per_tag_reads_newest_sources_first() {
         assert_eq!(got, want);
     };
     check(&server);
+
+    // The newest buckets below an upper bound: a window of `LIMIT` buckets is enough for
+    // dense data; a host with one old row needs the window widened several times; a limit
+    // past the data falls back to the whole range.
+    let latest = |filter: &str, upper: i64, limit: usize| -> Vec<(String, f64)> {
+        server
+            .sql(
+                &db,
+                &format!(
+                    "SELECT date_bin(INTERVAL '1 minute', time) AS b, max(u) AS hi FROM cpu \
+                     WHERE {filter} time >= '2023-11-14T22:00:00Z' AND time < {upper} * 1000000000 \
+                     GROUP BY 1 ORDER BY 1 DESC LIMIT {limit}"
+                )
+                .replace(
+                    &format!("{upper} * 1000000000"),
+                    &format!("to_timestamp_seconds({upper})"),
+                ),
+            )
+            .iter()
+            .map(|r| {
+                (
+                    r["b"].as_str().unwrap().to_string(),
+                    r["hi"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected = |host: Option<&str>, upper: i64, limit: usize| -> Vec<(String, f64)> {
+        let mut maxima: BTreeMap<i64, f64> = BTreeMap::new();
+        for r in all
+            .iter()
+            .filter(|r| r.t < upper && host.is_none_or(|h| r.host == h))
+        {
+            let m = maxima.entry(r.t - r.t.rem_euclid(60)).or_insert(f64::MIN);
+            *m = m.max(r.u);
+        }
+        maxima
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(b, m)| (chrono_like(*b), *m))
+            .collect()
+    };
+    for (upper, limit) in [(1_700_003_030, 4), (1_700_006_000, 1), (1_700_001_000, 500)] {
+        assert_eq!(
+            latest("", upper, limit),
+            expected(None, upper, limit),
+            "{upper} {limit}"
+        );
+    }
+    assert_eq!(
+        latest("host = 'gone' AND", 1_700_006_000, 1),
+        expected(Some("gone"), 1_700_006_000, 1)
+    );
+    assert_eq!(latest("host = 'gone' AND", 1_700_006_000, 1).len(), 1);
+
     // The same after everything is persisted and compacted into files with series tails.
     server
         .post("/api/v3/gnomon/snapshot", "")
