@@ -196,9 +196,10 @@ impl QueryEngine {
             .ok_or_else(|| QueryError::DatabaseNotFound(db.to_string()))?;
         // A catalog list of its own: the base state's is shared by every clone, and each
         // session registers its own database as `public`.
-        let state = SessionStateBuilder::new_from_existing(self.base_state.clone())
-            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
-            .build();
+        // Swapped into a clone rather than rebuilt with `SessionStateBuilder`: a rebuild
+        // re-registers (and re-hashes) every function, a good part of a small query's time.
+        let mut state = self.base_state.clone();
+        state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
         let ctx = SessionContext::new_with_state(state);
         let system = system::SystemSchemaProvider::new(
             &self.system_tables,
