@@ -3,7 +3,8 @@
 
 Usage: latency_bench.py FILE (--binary GNOMON | --url BASE | --sink)
                         [--rate 500000] [--batch 5000] [--connections 2] [--max-lines N]
-                        [--warmup 4] [--workdir DIR] [--extra ARG ...] [--json OUT]
+                        [--warmup 4] [--workdir DIR] [--log-filter F] [--server-log FILE]
+                        [--json OUT] [--extra ARG ...]
 
 An open-loop, paced driver: batch i of FILE (cut into --batch lines, TSBS order) is
 *scheduled* at t0 + i * batch / rate, whatever happened to earlier batches. --connections
@@ -211,10 +212,10 @@ def summarize(results, requests, warmup):
     }
 
 
-def start_server(binary, data_dir, port, extra, log):
+def start_server(binary, data_dir, port, extra, log, log_filter):
     return subprocess.Popen(
         [binary, "serve", "--http-bind", f"127.0.0.1:{port}", "--data-dir", data_dir,
-         "--log-filter", "warn", *extra],
+         "--log-filter", log_filter, *extra],
         stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -263,6 +264,8 @@ def main():
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                     help="more `gnomon serve` arguments (last on the command line)")
     ap.add_argument("--json")
+    ap.add_argument("--log-filter", default="warn", help="the server's --log-filter")
+    ap.add_argument("--server-log", help="keep the server's log here (default: dropped)")
     args = ap.parse_args()
 
     batches, total = read_batches(args.file, args.batch, args.max_lines)
@@ -272,8 +275,9 @@ def main():
         os.makedirs(args.workdir, exist_ok=True)
         data_dir = tempfile.mkdtemp(dir=args.workdir)
         port = free_port()
-        log = open(os.path.join(data_dir, "server.log"), "wb")
-        proc = start_server(args.binary, os.path.join(data_dir, "data"), port, args.extra, log)
+        log = open(args.server_log or os.path.join(data_dir, "server.log"), "wb")
+        proc = start_server(args.binary, os.path.join(data_dir, "data"), port, args.extra, log,
+                            args.log_filter)
         base = f"http://127.0.0.1:{port}"
         pid = proc.pid
     elif args.sink:

@@ -85,7 +85,13 @@ pub async fn write_v3(
     )?;
     let accept_partial = params.accept_partial.unwrap_or(true);
     let no_sync = params.no_sync.unwrap_or(false);
+    let started = std::time::Instant::now();
     let body = read_body(&headers, body, state.config.max_request_size).await?;
+    tracing::debug!(
+        bytes = body.len(),
+        read_us = started.elapsed().as_micros() as u64,
+        "write body read"
+    );
     let target = WriteTarget {
         db: &params.db,
         precision,

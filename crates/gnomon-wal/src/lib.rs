@@ -508,6 +508,7 @@ impl<P: WalPayload> Inner<P> {
             ..
         } = batch;
         let count = entries.len();
+        let waiting = waiters.len();
         let stats = match self.write(first_seq, encoded).await {
             Ok(stats) => stats,
             Err(e) => {
@@ -530,6 +531,7 @@ impl<P: WalPayload> Inner<P> {
             }
         };
 
+        let written = started.elapsed();
         // The sink's work is CPU-bound and its size is the caller's business:
         // keep it off the async workers.
         let sink = Arc::clone(&self.sink);
@@ -542,8 +544,19 @@ impl<P: WalPayload> Inner<P> {
             return Err(FlushError::Fatal(err));
         }
 
-        self.counters
-            .flushed(count, stats.bytes, stats.sync, started.elapsed());
+        let total = started.elapsed();
+        // Per-flush stages, for finding where a slow write's time went.
+        tracing::debug!(
+            first_sequence = first_seq,
+            entries = count,
+            waiters = waiting,
+            bytes = stats.bytes,
+            write_us = (written - stats.sync).as_micros() as u64,
+            sync_us = stats.sync.as_micros() as u64,
+            apply_us = (total - written).as_micros() as u64,
+            "wal flush"
+        );
+        self.counters.flushed(count, stats.bytes, stats.sync, total);
         for w in waiters {
             // A dropped receiver is a writer that stopped waiting; nothing to do.
             let _ = w.send(Ok(()));

@@ -459,10 +459,7 @@ impl TableBuffer {
                 return;
             }
             let rows: Vec<u32> = (0..batch.time.len() as u32).collect();
-            self.chunks
-                .entry(first)
-                .or_default()
-                .append(batch, &rows, sequence);
+            self.chunk(first).append(batch, &rows, sequence);
             return;
         }
         let mut by_chunk: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
@@ -473,12 +470,44 @@ impl TableBuffer {
             if skip(start) {
                 continue;
             }
-            self.chunks
-                .entry(start)
-                .or_default()
-                .append(batch, &rows, sequence);
+            self.chunk(start).append(batch, &rows, sequence);
         }
     }
+
+    /// The writable chunk starting at `start`, created if needed.
+    ///
+    /// Writes usually move forward in time at a steady rate, so a chunk that becomes the
+    /// newest will likely end up about as large as the newest one before it. Its columns are
+    /// sized for that many rows up front: grown by doubling instead, each doubling copies the
+    /// whole column inside one write's apply (tens of milliseconds for a large chunk, which
+    /// every write queued behind it waits for). Older chunks (late or backfilled data) start
+    /// empty: their size says nothing about a neighbour's.
+    fn chunk(&mut self, start: i64) -> &mut Chunk {
+        if !self.chunks.contains_key(&start) {
+            let reserve = match self.chunks.last_key_value() {
+                Some((&newest, chunk)) if start > newest => Reserve {
+                    rows: chunk.rows.min(MAX_RESERVED_ROWS),
+                    series: chunk.series.len().min(MAX_RESERVED_ROWS),
+                },
+                _ => Reserve::default(),
+            };
+            self.chunks.insert(start, Chunk::new(reserve));
+        }
+        self.chunks
+            .get_mut(&start)
+            .expect("inserted above if it was missing")
+    }
+}
+
+/// Rows a new chunk's columns are sized for at most (see [`TableBuffer::chunk`]): 32 MiB
+/// per 8-byte column. Beyond it columns grow by doubling again.
+const MAX_RESERVED_ROWS: usize = 4 << 20;
+
+/// How many rows and series a new chunk is sized for.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reserve {
+    rows: usize,
+    series: usize,
 }
 
 /// Rows of one table within one time chunk.
@@ -496,6 +525,8 @@ struct Chunk {
     series_index: HashMap<Vec<(ColumnId, u32)>, u32>,
     series: Vec<SeriesState>,
     cached: Option<(usize, RecordBatch)>,
+    /// Rows the chunk's columns are sized for when created.
+    reserved_rows: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -521,17 +552,26 @@ enum ColumnStore {
 }
 
 impl ColumnStore {
-    fn new(data: &ColumnData, existing_rows: usize) -> Self {
+    /// A column for `data`'s type holding `existing_rows` nulls, sized for `capacity` rows.
+    fn new(data: &ColumnData, existing_rows: usize, capacity: usize) -> Self {
+        let capacity = capacity.max(existing_rows);
         let mut store = match data {
             ColumnData::Tag { .. } => ColumnStore::Tag {
-                keys: Vec::new(),
+                keys: Vec::with_capacity(capacity),
                 values: Vec::new(),
                 lookup: HashMap::new(),
             },
-            ColumnData::Float { .. } => ColumnStore::Float(Float64Builder::new()),
-            ColumnData::Integer { .. } => ColumnStore::Integer(Int64Builder::new()),
-            ColumnData::UInteger { .. } => ColumnStore::UInteger(UInt64Builder::new()),
-            ColumnData::Boolean { .. } => ColumnStore::Boolean(BooleanBuilder::new()),
+            ColumnData::Float { .. } => ColumnStore::Float(Float64Builder::with_capacity(capacity)),
+            ColumnData::Integer { .. } => {
+                ColumnStore::Integer(Int64Builder::with_capacity(capacity))
+            }
+            ColumnData::UInteger { .. } => {
+                ColumnStore::UInteger(UInt64Builder::with_capacity(capacity))
+            }
+            ColumnData::Boolean { .. } => {
+                ColumnStore::Boolean(BooleanBuilder::with_capacity(capacity))
+            }
+            // Value bytes per row vary too much to guess.
             ColumnData::String { .. } => ColumnStore::String(StringBuilder::new()),
         };
         store.append_nulls(existing_rows);
@@ -696,6 +736,17 @@ impl ColumnStore {
 }
 
 impl Chunk {
+    fn new(reserve: Reserve) -> Self {
+        Self {
+            time: Vec::with_capacity(reserve.rows),
+            series_of_row: Vec::with_capacity(reserve.rows),
+            series_index: HashMap::with_capacity(reserve.series),
+            series: Vec::with_capacity(reserve.series),
+            reserved_rows: reserve.rows,
+            ..Self::default()
+        }
+    }
+
     fn append(&mut self, batch: &TableBatch, rows: &[u32], sequence: u64) {
         if self.rows == 0 {
             self.min_seq = sequence;
@@ -709,7 +760,7 @@ impl Chunk {
             let store = self
                 .columns
                 .entry(col.column_id)
-                .or_insert_with(|| ColumnStore::new(&col.data, before));
+                .or_insert_with(|| ColumnStore::new(&col.data, before, self.reserved_rows));
             store.append(&col.data, rows, all_rows);
         }
         self.rows += rows.len();

@@ -203,7 +203,9 @@ impl WriteBuffer {
         opts: WriteOptions,
         no_sync: bool,
     ) -> Result<WriteOutcome, WriteBufferError> {
+        let started = std::time::Instant::now();
         let validated = validate::validate_body(&self.catalog, db, body, opts).await?;
+        let validated_at = started.elapsed();
         let rejected = validated.errors.len() as u64;
         self.metrics
             .lines_rejected
@@ -212,6 +214,7 @@ impl WriteBuffer {
         let lines_written = validated.lines_accepted;
         if let Some(batch) = validated.batch {
             let encoded = Bytes::from(batch.encode());
+            let encoded_at = started.elapsed();
             self.metrics
                 .bytes_written
                 .fetch_add(encoded.len() as u64, Ordering::Relaxed);
@@ -224,6 +227,14 @@ impl WriteBuffer {
             self.metrics
                 .lines_written
                 .fetch_add(lines_written as u64, Ordering::Relaxed);
+            // Per-request stages, for finding where a slow write's time went.
+            tracing::debug!(
+                lines = lines_written,
+                validate_us = validated_at.as_micros() as u64,
+                encode_us = (encoded_at - validated_at).as_micros() as u64,
+                wal_us = (started.elapsed() - encoded_at).as_micros() as u64,
+                "write"
+            );
         }
         Ok(WriteOutcome {
             lines_written,
