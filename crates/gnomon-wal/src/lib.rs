@@ -478,28 +478,7 @@ impl<P: WalPayload> Inner<P> {
         }
     }
 
-    async fn write(
-        &self,
-        first_seq: u64,
-        encoded: Vec<Bytes>,
-    ) -> Result<local::WriteStats, FlushError> {
-        match &self.backend {
-            Backend::Local(log) => {
-                let log = Arc::clone(log);
-                tokio::task::spawn_blocking(move || log.lock().write_batch(first_seq, &encoded))
-                    .await
-                    .map_err(|e| FlushError::Fatal(join_error("wal write task failed", e)))?
-                    .map_err(FlushError::Io)
-            }
-            Backend::Object(log) => log
-                .write_batch(first_seq, &encoded)
-                .await
-                .map_err(FlushError::Io),
-        }
-    }
-
     async fn flush(&self, batch: Batch<P>) -> Result<(), FlushError> {
-        let started = std::time::Instant::now();
         let Batch {
             first_seq,
             encoded,
@@ -507,61 +486,49 @@ impl<P: WalPayload> Inner<P> {
             waiters,
             ..
         } = batch;
-        let count = entries.len();
-        let waiting = waiters.len();
-        let stats = match self.write(first_seq, encoded).await {
-            Ok(stats) => stats,
-            Err(e) => {
-                let err = match &e {
-                    FlushError::Io(err) | FlushError::Fatal(err) => err.clone(),
-                };
-                self.counters.failed();
-                let no_sync = count - waiters.len();
-                tracing::error!(
-                    error = %err,
-                    first_sequence = first_seq,
-                    entries = count,
-                    lost_no_sync_entries = no_sync,
-                    "wal flush failed; entries not applied"
-                );
-                for w in waiters {
-                    let _ = w.send(Err(err.clone()));
-                }
-                return Err(e);
+        let job = FlushJob {
+            started: std::time::Instant::now(),
+            first_seq,
+            entries,
+            waiters,
+            sink: Arc::clone(&self.sink),
+        };
+        let result = match &self.backend {
+            // Write, fsync, apply and the writers' release as one blocking job: each hop
+            // between a blocking thread and the async workers waits for a free worker, and
+            // the workers are often busy parsing other requests (measured: several ms per
+            // hop under load, in every durable write's latency).
+            Backend::Local(log) => {
+                let log = Arc::clone(log);
+                tokio::task::spawn_blocking(move || {
+                    let written = log.lock().write_batch(first_seq, &encoded);
+                    job.finish(written)
+                })
+                .await
+                .map_err(|e| FlushError::Fatal(join_error("wal flush task failed", e)))?
+            }
+            Backend::Object(log) => {
+                let written = log.write_batch(first_seq, &encoded).await;
+                // The sink's work is CPU-bound and its size is the caller's business:
+                // keep it off the async workers.
+                tokio::task::spawn_blocking(move || job.finish(written))
+                    .await
+                    .map_err(|e| FlushError::Fatal(join_error("wal sink task failed", e)))?
             }
         };
-
-        let written = started.elapsed();
-        // The sink's work is CPU-bound and its size is the caller's business:
-        // keep it off the async workers.
-        let sink = Arc::clone(&self.sink);
-        if let Err(e) = tokio::task::spawn_blocking(move || sink.apply(&entries)).await {
-            let err = join_error("wal sink apply failed", e);
-            tracing::error!(error = %err, first_sequence = first_seq, "wal sink panicked; wal stopped");
-            for w in waiters {
-                let _ = w.send(Err(err.clone()));
+        match result {
+            Ok(done) => {
+                self.counters
+                    .flushed(done.entries, done.bytes, done.sync, done.total);
+                Ok(())
             }
-            return Err(FlushError::Fatal(err));
+            Err(e) => {
+                if matches!(e, FlushError::Io(_)) {
+                    self.counters.failed();
+                }
+                Err(e)
+            }
         }
-
-        let total = started.elapsed();
-        // Per-flush stages, for finding where a slow write's time went.
-        tracing::debug!(
-            first_sequence = first_seq,
-            entries = count,
-            waiters = waiting,
-            bytes = stats.bytes,
-            write_us = (written - stats.sync).as_micros() as u64,
-            sync_us = stats.sync.as_micros() as u64,
-            apply_us = (total - written).as_micros() as u64,
-            "wal flush"
-        );
-        self.counters.flushed(count, stats.bytes, stats.sync, total);
-        for w in waiters {
-            // A dropped receiver is a writer that stopped waiting; nothing to do.
-            let _ = w.send(Ok(()));
-        }
-        Ok(())
     }
 
     /// Stops the WAL for good: later appends and still-queued writers get `err`.
@@ -577,6 +544,88 @@ impl<P: WalPayload> Inner<P> {
         for w in waiters {
             let _ = w.send(Err(err.clone()));
         }
+    }
+}
+
+/// One flush's entries and writers, from the moment their bytes are written.
+struct FlushJob<P: WalPayload> {
+    started: std::time::Instant,
+    first_seq: u64,
+    entries: Vec<WalEntry<P>>,
+    waiters: Vec<Waiter>,
+    sink: Arc<dyn WalSink<P>>,
+}
+
+/// What a successful flush did, for the counters.
+struct Flushed {
+    entries: usize,
+    bytes: u64,
+    sync: Duration,
+    total: Duration,
+}
+
+impl<P: WalPayload> FlushJob<P> {
+    /// Given the outcome of writing the entries: applies them to the sink if they are
+    /// durable, then answers every waiting writer. Runs on a blocking thread.
+    fn finish(self, written: Result<local::WriteStats, WalError>) -> Result<Flushed, FlushError> {
+        let FlushJob {
+            started,
+            first_seq,
+            entries,
+            waiters,
+            sink,
+        } = self;
+        let count = entries.len();
+        let stats = match written {
+            Ok(stats) => stats,
+            Err(err) => {
+                let no_sync = count - waiters.len();
+                tracing::error!(
+                    error = %err,
+                    first_sequence = first_seq,
+                    entries = count,
+                    lost_no_sync_entries = no_sync,
+                    "wal flush failed; entries not applied"
+                );
+                for w in waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+                return Err(FlushError::Io(err));
+            }
+        };
+        let written_at = started.elapsed();
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.apply(&entries)));
+        if applied.is_err() {
+            let err = WalError::Internal("wal sink apply failed: it panicked".into());
+            tracing::error!(error = %err, first_sequence = first_seq, "wal sink panicked; wal stopped");
+            for w in waiters {
+                let _ = w.send(Err(err.clone()));
+            }
+            return Err(FlushError::Fatal(err));
+        }
+        let total = started.elapsed();
+        // Per-flush stages, for finding where a slow write's time went.
+        tracing::debug!(
+            first_sequence = first_seq,
+            entries = count,
+            waiters = waiters.len(),
+            bytes = stats.bytes,
+            write_us = written_at.saturating_sub(stats.sync).as_micros() as u64,
+            sync_us = stats.sync.as_micros() as u64,
+            apply_us = (total - written_at).as_micros() as u64,
+            "wal flush"
+        );
+        for w in waiters {
+            // A dropped receiver is a writer that stopped waiting; nothing to do.
+            let _ = w.send(Ok(()));
+        }
+        Ok(Flushed {
+            entries: count,
+            bytes: stats.bytes,
+            sync: stats.sync,
+            total,
+        })
     }
 }
 

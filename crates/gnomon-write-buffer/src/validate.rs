@@ -153,6 +153,24 @@ const SPLIT_MIN_BYTES: usize = 256 * 1024;
 /// cores are busy anyway, and threads are not spawned without bound).
 static SPLITS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
+/// Bodies at least this long are parsed with the async worker handed over to another thread
+/// (see [`off_the_async_workers`]); below it the hand-over costs more than it saves.
+const BLOCKING_MIN_BYTES: usize = 64 * 1024;
+
+/// Runs CPU-bound `f` without holding up the async runtime: on a multi-threaded runtime the
+/// current worker's other tasks move to another thread first (`block_in_place`). Parsing a
+/// large body takes milliseconds; done on a worker it delays everything queued there (other
+/// connections' reads, the WAL flusher's wake-ups, writers waiting to answer), which showed
+/// up directly in the latency of concurrent writes. Elsewhere (a current-thread runtime,
+/// no runtime) `f` simply runs here.
+fn off_the_async_workers<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Parses `body` and validates its lines for database `db_name`, building the batch to write.
 ///
 /// Lines are parsed as they are resolved, never collected: a parsed line lives only until its
@@ -172,10 +190,17 @@ pub async fn validate_body(
     // Lock-free pass: enough for every write that adds no schema.
     let snapshot = catalog.snapshot();
     if let Some(db) = snapshot.database(db_name) {
-        let done = if body.len() >= SPLIT_MIN_BYTES {
-            resolve_split(db, body, opts)
+        let resolve = || {
+            if body.len() >= SPLIT_MIN_BYTES {
+                resolve_split(db, body, opts)
+            } else {
+                resolve_all(&mut SnapshotSchema { db }, db.id, body, opts)
+            }
+        };
+        let done = if body.len() >= BLOCKING_MIN_BYTES {
+            off_the_async_workers(resolve)
         } else {
-            resolve_all(&mut SnapshotSchema { db }, db.id, body, opts)
+            resolve()
         };
         if let Some(piece) = done {
             return piece.into_validated();
