@@ -211,7 +211,7 @@ struct Inner<P: WalPayload> {
     backend: Backend,
     sink: Arc<dyn WalSink<P>>,
     config: WalConfig,
-    counters: metrics::Counters,
+    counters: Arc<metrics::Counters>,
 }
 
 /// The write-ahead log. See the crate docs.
@@ -292,7 +292,7 @@ impl<P: WalPayload> Wal<P> {
             backend,
             sink,
             config,
-            counters: metrics::Counters::default(),
+            counters: Arc::default(),
         });
         let flusher = tokio::spawn(run_flusher(Arc::clone(&inner)));
         let wal = Arc::new(Self {
@@ -492,6 +492,7 @@ impl<P: WalPayload> Inner<P> {
             entries,
             waiters,
             sink: Arc::clone(&self.sink),
+            counters: Arc::clone(&self.counters),
         };
         let result = match &self.backend {
             // Write, fsync, apply and the writers' release as one blocking job: each hop
@@ -516,19 +517,7 @@ impl<P: WalPayload> Inner<P> {
                     .map_err(|e| FlushError::Fatal(join_error("wal sink task failed", e)))?
             }
         };
-        match result {
-            Ok(done) => {
-                self.counters
-                    .flushed(done.entries, done.bytes, done.sync, done.total);
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, FlushError::Io(_)) {
-                    self.counters.failed();
-                }
-                Err(e)
-            }
-        }
+        result
     }
 
     /// Stops the WAL for good: later appends and still-queued writers get `err`.
@@ -554,31 +543,26 @@ struct FlushJob<P: WalPayload> {
     entries: Vec<WalEntry<P>>,
     waiters: Vec<Waiter>,
     sink: Arc<dyn WalSink<P>>,
-}
-
-/// What a successful flush did, for the counters.
-struct Flushed {
-    entries: usize,
-    bytes: u64,
-    sync: Duration,
-    total: Duration,
+    counters: Arc<metrics::Counters>,
 }
 
 impl<P: WalPayload> FlushJob<P> {
     /// Given the outcome of writing the entries: applies them to the sink if they are
     /// durable, then answers every waiting writer. Runs on a blocking thread.
-    fn finish(self, written: Result<local::WriteStats, WalError>) -> Result<Flushed, FlushError> {
+    fn finish(self, written: Result<local::WriteStats, WalError>) -> Result<(), FlushError> {
         let FlushJob {
             started,
             first_seq,
             entries,
             waiters,
             sink,
+            counters,
         } = self;
         let count = entries.len();
         let stats = match written {
             Ok(stats) => stats,
             Err(err) => {
+                counters.failed();
                 let no_sync = count - waiters.len();
                 tracing::error!(
                     error = %err,
@@ -616,16 +600,14 @@ impl<P: WalPayload> FlushJob<P> {
             apply_us = (total - written_at).as_micros() as u64,
             "wal flush"
         );
+        // Counted before the writers hear of it: a writer that reads the metrics right
+        // after its append sees its own flush.
+        counters.flushed(count, stats.bytes, stats.sync, total);
         for w in waiters {
             // A dropped receiver is a writer that stopped waiting; nothing to do.
             let _ = w.send(Ok(()));
         }
-        Ok(Flushed {
-            entries: count,
-            bytes: stats.bytes,
-            sync: stats.sync,
-            total,
-        })
+        Ok(())
     }
 }
 
