@@ -303,7 +303,9 @@ mod tests {
     fn random_batch(rng: &mut Rng) -> WriteBatch {
         let rows = (rng.next() % 40) as usize;
         let valid = |rng: &mut Rng| {
-            (rng.next() % 2 == 0).then(|| (0..rows).map(|_| rng.next() % 3 != 0).collect())
+            rng.next()
+                .is_multiple_of(2)
+                .then(|| (0..rows).map(|_| !rng.next().is_multiple_of(3)).collect())
         };
         let tables = (0..rng.next() % 3)
             .map(|t| TableBatch {
@@ -345,7 +347,7 @@ mod tests {
                                 valid: valid(rng),
                             },
                             4 => ColumnData::Boolean {
-                                values: (0..rows).map(|_| rng.next() % 2 == 0).collect(),
+                                values: (0..rows).map(|_| rng.next().is_multiple_of(2)).collect(),
                                 valid: valid(rng),
                             },
                             _ => ColumnData::String {
