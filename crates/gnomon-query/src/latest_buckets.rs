@@ -22,6 +22,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, Filter, LogicalPlan, SortExpr};
 use datafusion::physical_plan::collect;
 
+use crate::functions::{bin_start, fixed_stride_ns};
 use crate::time_range::TimeRange;
 
 /// Whether `plan` (unoptimized) starts as `LIMIT` over `ORDER BY`: the only plans worth
@@ -106,15 +107,10 @@ impl LatestBuckets {
         if f.name() != "date_bin" || !(2..=3).contains(&f.args.len()) {
             return None;
         }
-        let Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(i)), _) = &f.args[0] else {
+        let Expr::Literal(interval, _) = &f.args[0] else {
             return None;
         };
-        if i.months != 0 {
-            return None;
-        }
-        let stride = i64::from(i.days)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add(i.nanoseconds)?;
+        let stride = fixed_stride_ns(interval)?;
         let Expr::Column(time) = &f.args[1] else {
             return None;
         };
@@ -153,14 +149,7 @@ impl LatestBuckets {
 
     /// The answer, from the narrowest window that holds `k` buckets.
     pub(crate) async fn run(&self, state: &SessionState) -> Result<Option<Vec<RecordBatch>>> {
-        let last_bin = {
-            let diff = self.range.max.checked_sub(self.origin);
-            diff.and_then(|d| {
-                self.origin
-                    .checked_add(d.div_euclid(self.stride).checked_mul(self.stride)?)
-            })
-        };
-        let Some(last_bin) = last_bin else {
+        let Some(last_bin) = bin_start(self.range.max, self.stride, self.origin) else {
             return Ok(None);
         };
         let mut width = self.stride.saturating_mul(self.k as i64);

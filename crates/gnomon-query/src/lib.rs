@@ -309,6 +309,17 @@ impl QueryEngine {
     }
 }
 
+/// The one child `with_new_children` gets for a plan node that has one (`node`, its name, for
+/// the internal error otherwise).
+pub(crate) fn only_child(
+    children: Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    node: &str,
+) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    <[_; 1]>::try_from(children)
+        .map(|[child]| child)
+        .map_err(|_| DataFusionError::Internal(format!("{node} has one child")))
+}
+
 /// Converts a JSON parameter value to a SQL scalar (`null`, booleans, integers that fit `i64`
 /// or `u64`, floats and strings; arrays and objects are not parameter values).
 pub fn json_param(value: &serde_json::Value) -> Result<ScalarValue, QueryError> {

@@ -28,7 +28,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -208,13 +208,8 @@ impl NewestFirst {
         }
         if let (Some(config), false) = (&self.file_config, selected.is_empty()) {
             let mut config = config.clone();
-            let groups = context.session_config().target_partitions().max(1);
-            let mut file_groups = vec![Vec::new(); groups.min(selected.len())];
-            let count = file_groups.len();
-            for (n, file) in selected.into_iter().enumerate() {
-                file_groups[n % count].push(file);
-            }
-            config.file_groups = file_groups.into_iter().map(FileGroup::new).collect();
+            let partitions = context.session_config().target_partitions();
+            config.file_groups = PersistedFiles::spread(selected, partitions);
             let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
             out.extend(collect(plan, context).await?);
         }

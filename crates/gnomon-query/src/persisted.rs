@@ -8,6 +8,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -53,7 +54,7 @@ impl PersistedFiles {
             store,
             index,
             cache,
-            metadata: Arc::new(MetadataCache::new(METADATA_CACHE_ENTRIES)),
+            metadata: Arc::new(MetadataCache::new(FILE_FACTS_ENTRIES)),
             tag_runs: Arc::new(TagRunsCache::default()),
         }
     }
@@ -102,43 +103,62 @@ impl PersistedFiles {
     pub fn partitioned_file(file: &ParquetFile) -> PartitionedFile {
         PartitionedFile::new(file.path.clone(), file.size_bytes)
     }
+
+    /// `files` dealt round-robin into at most `partitions` groups (at least one), so that
+    /// DataFusion spreads the files over the cores.
+    pub(crate) fn spread(files: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
+        let mut groups = vec![Vec::new(); partitions.max(1).min(files.len()).max(1)];
+        let count = groups.len();
+        for (i, file) in files.into_iter().enumerate() {
+            groups[i % count].push(file);
+        }
+        groups.into_iter().map(FileGroup::new).collect()
+    }
 }
 
-/// Parsed footers (with the page index) shown to more entries than this are forgotten,
-/// any one first.
-const METADATA_CACHE_ENTRIES: usize = 4096;
+/// Entries a cache of facts about files ([`FileFacts`]) keeps at most.
+pub(crate) const FILE_FACTS_ENTRIES: usize = 4096;
 
-/// Parsed Parquet footers by object path, page index included. Parsing a compacted file's
-/// footer and page index costs milliseconds, more than a query on a few series takes; files
-/// never change, so each is parsed once.
+/// What queries learnt about immutable files (a parsed footer, a column's tag runs), by key,
+/// for at most `capacity` keys. Files never change, so an entry never goes stale; one that is
+/// no longer asked for (its file deleted) just waits to be pushed out. Past the capacity any
+/// entry goes first: files are many and alike, so the choice hardly matters.
 #[derive(Debug)]
-struct MetadataCache {
+pub(crate) struct FileFacts<K, V> {
     capacity: usize,
-    entries: Mutex<HashMap<String, Arc<ParquetMetaData>>>,
+    entries: Mutex<HashMap<K, V>>,
 }
 
-impl MetadataCache {
-    fn new(capacity: usize) -> Self {
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> FileFacts<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    fn get(&self, path: &str) -> Option<Arc<ParquetMetaData>> {
-        self.entries.lock().get(path).cloned()
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.entries.lock().get(key).cloned()
     }
 
-    fn insert(&self, path: &str, metadata: Arc<ParquetMetaData>) {
+    pub(crate) fn insert(&self, key: K, value: V) {
         let mut entries = self.entries.lock();
         if entries.len() >= self.capacity {
             if let Some(victim) = entries.keys().next().cloned() {
                 entries.remove(&victim);
             }
         }
-        entries.insert(path.to_string(), metadata);
+        entries.insert(key, value);
     }
 }
+
+/// Parsed Parquet footers by object path, page index included. Parsing a compacted file's
+/// footer and page index costs milliseconds, more than a query on a few series takes.
+type MetadataCache = FileFacts<String, Arc<ParquetMetaData>>;
 
 /// Cached files from memory, the rest through DataFusion's object-store reader; footers from
 /// the [`MetadataCache`] either way.
@@ -197,7 +217,7 @@ impl AsyncFileReader for MetadataCachingReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
-            if let Some(found) = self.metadata.get(&self.path) {
+            if let Some(found) = self.metadata.get(self.path.as_str()) {
                 return Ok(found);
             }
             // Always with the page index: what one query does not need, the next may.
@@ -206,7 +226,8 @@ impl AsyncFileReader for MetadataCachingReader {
                 .unwrap_or_default()
                 .with_page_index_policy(PageIndexPolicy::Optional);
             let metadata = self.inner.get_metadata(Some(&with_index)).await?;
-            self.metadata.insert(&self.path, Arc::clone(&metadata));
+            self.metadata
+                .insert(self.path.clone(), Arc::clone(&metadata));
             Ok(metadata)
         }
         .boxed()

@@ -10,7 +10,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvide
 use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
@@ -393,14 +393,9 @@ impl TableScanProvider {
                 partitioned.extensions.insert(persisted.clone());
                 selected.push(partitioned);
             }
-            let groups = state.config().target_partitions().max(1);
-            let mut file_groups: Vec<Vec<_>> = vec![Vec::new(); groups.min(selected.len()).max(1)];
-            let count = file_groups.len();
-            for (i, partitioned) in selected.into_iter().enumerate() {
-                file_groups[i % count].push(partitioned);
-            }
+            let partitions = state.config().target_partitions();
             let config = FileScanConfigBuilder::new(store_url(), Arc::new(source))
-                .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
+                .with_file_groups(PersistedFiles::spread(selected, partitions))
                 .with_projection_indices(projection.cloned())?
                 .build();
             plans.push(DataSourceExec::from_data_source(config));

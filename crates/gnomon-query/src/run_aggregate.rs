@@ -49,6 +49,8 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use crate::functions::{bin_start, fixed_stride_ns};
+
 /// The optimizer rule; see the module documentation.
 #[derive(Debug, Default)]
 pub struct RunPartialAggregate;
@@ -191,9 +193,7 @@ impl ExecutionPlan for RunAggregateExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
-            datafusion::error::DataFusionError::Internal("RunAggregateExec has one child".into())
-        })?;
+        let input = crate::only_child(children, "RunAggregateExec")?;
         Ok(Arc::new(Self {
             input,
             group_exprs: self.group_exprs.clone(),
@@ -315,23 +315,14 @@ impl GroupKey {
         Self::date_bin(expr).unwrap_or_else(|| Self::Expr(Arc::clone(expr)))
     }
 
-    /// `date_bin(INTERVAL without months, time[, origin])` on a nanosecond timestamp.
+    /// `date_bin(<fixed-length interval>, time[, origin])` on a nanosecond timestamp.
     fn date_bin(expr: &Arc<dyn PhysicalExpr>) -> Option<Self> {
         let function = expr.downcast_ref::<ScalarFunctionExpr>()?;
         if function.name() != "date_bin" {
             return None;
         }
         let args = function.args();
-        let interval = args.first()?.downcast_ref::<Literal>()?;
-        let ScalarValue::IntervalMonthDayNano(Some(interval)) = interval.value() else {
-            return None;
-        };
-        if interval.months != 0 {
-            return None;
-        }
-        let stride = i64::from(interval.days)
-            .checked_mul(86_400_000_000_000)?
-            .checked_add(interval.nanoseconds)?;
+        let stride = fixed_stride_ns(args.first()?.downcast_ref::<Literal>()?.value())?;
         let origin = match args.get(2) {
             None => 0,
             Some(origin) => match origin.downcast_ref::<Literal>()?.value() {
@@ -382,8 +373,7 @@ fn bins(
     let mut out = Vec::with_capacity(times.len());
     for &t in times.values().iter() {
         if !(start <= t && t < end) {
-            let diff = t.checked_sub(origin)?;
-            start = origin.checked_add(diff.div_euclid(stride).checked_mul(stride)?)?;
+            start = bin_start(t, stride, origin)?;
             end = start.checked_add(stride).unwrap_or(i64::MAX);
         }
         out.push(start);

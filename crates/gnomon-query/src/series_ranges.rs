@@ -25,10 +25,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use futures::TryStreamExt;
-use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::RowSelection;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
+
+use crate::persisted::{FileFacts, FILE_FACTS_ENTRIES};
 
 /// A tag pinned to a set of values by a query's filters.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +152,10 @@ impl TagRuns {
     /// Decodes `column` of the file behind `reader`.
     async fn read(reader: Box<dyn AsyncFileReader + Send>, column: &str) -> Result<Option<Self>> {
         let builder = ParquetRecordBatchStreamBuilder::new(SendReader(reader)).await?;
+        let mut runs = Self {
+            rows: builder.metadata().file_metadata().num_rows() as u64,
+            values: HashMap::new(),
+        };
         let Some(leaf) = builder
             .parquet_schema()
             .columns()
@@ -158,37 +163,17 @@ impl TagRuns {
             .position(|c| c.name() == column)
         else {
             // A file written before the column existed: no row has a value.
-            return Ok(Some(Self {
-                rows: builder.metadata().file_metadata().num_rows() as u64,
-                values: HashMap::new(),
-            }));
+            return Ok(Some(runs));
         };
         let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
-        let rows = builder.metadata().file_metadata().num_rows() as u64;
         let mut stream = builder
             .with_projection(mask)
             .with_batch_size(64 * 1024)
             .build()?;
-        let mut runs = Self {
-            rows,
-            values: HashMap::new(),
-        };
         let mut count = 0usize;
+        // The value whose run is open, and the row it started at.
         let mut current: Option<(String, u64)> = None;
         let mut at = 0u64;
-        let mut close = |runs: &mut Self, run: Option<(String, u64)>, end: u64| {
-            if let Some((value, start)) = run {
-                let ranges = runs.values.entry(value).or_default();
-                match ranges.last_mut() {
-                    Some(last) if last.end == start => last.end = end,
-                    _ => {
-                        ranges.push(start..end);
-                        count += 1;
-                    }
-                }
-            }
-            count
-        };
         while let Some(batch) = stream.try_next().await? {
             let array = batch.column(0);
             let Some(dict) = array.as_dictionary_opt::<Int32Type>() else {
@@ -210,15 +195,20 @@ impl TagRuns {
                 if current.as_ref().map(|(v, _)| v.as_str()) == value {
                     continue;
                 }
-                let done = current.take();
-                if close(&mut runs, done, row) > MAX_RUNS {
-                    return Ok(None);
+                if let Some((done, start)) = current.take() {
+                    runs.values.entry(done).or_default().push(start..row);
+                    count += 1;
+                    if count > MAX_RUNS {
+                        return Ok(None);
+                    }
                 }
                 current = value.map(|v| (v.to_string(), row));
             }
             at += keys.len() as u64;
         }
-        close(&mut runs, current.take(), at);
+        if let Some((done, start)) = current {
+            runs.values.entry(done).or_default().push(start..at);
+        }
         Ok(Some(runs))
     }
 }
@@ -290,30 +280,18 @@ pub enum FileRows {
     Some(ParquetRowSelection),
 }
 
-/// (object path, tag column).
-type RunsKey = (String, String);
-
-/// The runs of every (file, tag) a query asked for, up to a number of entries.
+/// The runs of every (file, tag) a query asked for (by object path and tag column); `None`
+/// for a column with too many runs to keep.
 #[derive(Debug)]
-pub struct TagRunsCache {
-    capacity: usize,
-    entries: Mutex<HashMap<RunsKey, Option<Arc<TagRuns>>>>,
-}
+pub struct TagRunsCache(FileFacts<(String, String), Option<Arc<TagRuns>>>);
 
 impl Default for TagRunsCache {
     fn default() -> Self {
-        Self::new(4096)
+        Self(FileFacts::new(FILE_FACTS_ENTRIES))
     }
 }
 
 impl TagRunsCache {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
     pub(crate) async fn runs(
         &self,
         path: &str,
@@ -321,19 +299,12 @@ impl TagRunsCache {
         open: impl FnOnce() -> Result<Box<dyn AsyncFileReader + Send>>,
     ) -> Result<Option<Arc<TagRuns>>> {
         let key = (path.to_string(), column.to_string());
-        if let Some(found) = self.entries.lock().get(&key) {
-            return Ok(found.clone());
+        if let Some(found) = self.0.get(&key) {
+            return Ok(found);
         }
         // Two queries may decode the same column at once; both get the same answer.
         let runs = TagRuns::read(open()?, column).await?.map(Arc::new);
-        let mut entries = self.entries.lock();
-        if entries.len() >= self.capacity {
-            // Files are many and similar; any victim will do.
-            if let Some(victim) = entries.keys().next().cloned() {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(key, runs.clone());
+        self.0.insert(key, runs.clone());
         Ok(runs)
     }
 

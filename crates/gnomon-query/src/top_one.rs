@@ -286,9 +286,7 @@ impl ExecutionPlan for TopOneExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
-            datafusion::error::DataFusionError::Internal("TopOneExec has one child".into())
-        })?;
+        let input = crate::only_child(children, "TopOneExec")?;
         let mut top = TopOneExec::try_new(
             input,
             self.partition_by.clone(),

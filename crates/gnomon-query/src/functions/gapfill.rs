@@ -31,7 +31,7 @@ use arrow::array::{
 };
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{cast, concat_batches, lexsort_to_indices, take, SortColumn};
-use arrow::datatypes::{DataType, IntervalMonthDayNanoType, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -762,18 +762,16 @@ impl ExtensionPlanner for GapFillPlanner {
             }
         };
         let stride = match evaluate(&node.stride)? {
-            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-                let (_, days, nanos) = IntervalMonthDayNanoType::to_parts(v);
-                i64::from(days) * 86_400_000_000_000 + nanos
-            }
-            ScalarValue::IntervalDayTime(Some(v)) => {
-                i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
-            }
-            ScalarValue::DurationNanosecond(Some(n)) => n,
-            ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(Some(_)) => {
+            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months != 0 => {
                 return plan_err!("date_bin_gapfill: month and year intervals are not supported, use days")
             }
-            other => return plan_err!("date_bin_gapfill: the interval must be a constant such as INTERVAL '1 minute', got {other}"),
+            ScalarValue::IntervalYearMonth(Some(_)) => {
+                return plan_err!("date_bin_gapfill: month and year intervals are not supported, use days")
+            }
+            other => match super::fixed_stride_ns(&other) {
+                Some(stride) => stride,
+                None => return plan_err!("date_bin_gapfill: the interval must be a constant such as INTERVAL '1 minute', got {other}"),
+            },
         };
         if stride <= 0 {
             return plan_err!("date_bin_gapfill: the interval must be positive");
@@ -898,9 +896,7 @@ impl ExecutionPlan for GapFillExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[Arc<dyn ExecutionPlan>; 1]>::try_from(children).map_err(|_| {
-            datafusion::error::DataFusionError::Internal("GapFillExec has one child".into())
-        })?;
+        let input = crate::only_child(children, "GapFillExec")?;
         Ok(Arc::new(GapFillExec::new(
             input,
             Arc::clone(&self.schema),
