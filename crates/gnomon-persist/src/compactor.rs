@@ -6,9 +6,14 @@
 //!   current day, clusters of each hour that ended are packed the same way. A row is thus
 //!   rewritten at most twice (hour, then day). A group of one file is left alone.
 //! - **How** ([`merge`]): a streaming k-way merge of the inputs (each sorted by series then
-//!   time) into one file sorted the same way; rows of equal series and time are merged, per
-//!   column the value of the newest file that has one winning. Memory: the compressed inputs,
-//!   one decoded batch per input and one output slice.
+//!   time; a file with a series tail is two such runs, its main row groups and its tail)
+//!   into one file sorted the same way, with its own series tail ([`crate::tail`]); rows of
+//!   equal series and time are merged, per column the value of the newest file that has one
+//!   winning. Memory: the compressed inputs, one decoded batch per run and one output slice.
+//! - **Not time-sliced**: an output stays sorted by series over its whole time range. Cut
+//!   into time slices (row groups per slice) it would prune by time, but on TSBS data
+//!   30-minute slices cost 60% more bytes per row and 4-hour slices 10%: delta encoding pays
+//!   for every jump from one series' values to the next, and shorter runs mean more jumps.
 //! - **Publishing** is the persister's: one snapshot record adds the new file and removes the
 //!   inputs (the index swaps in one step); the inputs are deleted from the store later, once no
 //!   query holds them.
@@ -19,14 +24,17 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampNanosecondArray};
 use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::{RowConverter, Rows};
 use bytes::Bytes;
 use gnomon_catalog::{DbId, TableId};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-use crate::dedup::{align, key_columns, TIME};
+use crate::dedup::{align, key_columns, key_converter, TIME};
 use crate::index::ParquetFile;
 use crate::writer::EncodedFile;
 use crate::PersistError;
@@ -311,11 +319,7 @@ pub fn merge(
     properties: WriterProperties,
 ) -> Result<EncodedFile, PersistError> {
     let key = key_columns(schema);
-    let converter = RowConverter::new(
-        key.iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-            .collect(),
-    )?;
+    let converter = key_converter(schema, &key)?;
     let mut merger = Merger {
         schema: Arc::clone(schema),
         key,
@@ -329,17 +333,19 @@ pub fn merge(
     // order (older input first on equal keys).
     let mut runs = Vec::new();
     for bytes in inputs {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-        let groups = builder.metadata().num_row_groups();
-        match crate::tail::tail_start(builder.metadata()) {
+        // The footer parsed once for both runs.
+        let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default())?;
+        let groups = metadata.metadata().num_row_groups();
+        let run = |row_groups: Vec<usize>| {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), metadata.clone())
+                .with_row_groups(row_groups)
+        };
+        match crate::tail::tail_start(metadata.metadata()) {
             Some(_) if groups > 1 => {
-                runs.push(builder.with_row_groups((0..groups - 1).collect()));
-                runs.push(
-                    ParquetRecordBatchReaderBuilder::try_new(bytes)?
-                        .with_row_groups(vec![groups - 1]),
-                );
+                runs.push(run((0..groups - 1).collect()));
+                runs.push(run(vec![groups - 1]));
             }
-            _ => runs.push(builder),
+            _ => runs.push(run((0..groups).collect())),
         }
     }
     for builder in runs {

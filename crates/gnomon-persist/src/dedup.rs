@@ -13,19 +13,34 @@ use arrow::row::{RowConverter, Rows, SortField};
 /// Name of the time column.
 pub const TIME: &str = "time";
 
-/// Columns that identify a row: every tag (dictionary-typed) in schema order, then `time`.
-pub fn key_columns(schema: &SchemaRef) -> Vec<usize> {
-    let mut key: Vec<usize> = schema
+/// Columns that identify a series: every tag (dictionary-typed) in schema order.
+pub fn tag_columns(schema: &SchemaRef) -> Vec<usize> {
+    schema
         .fields()
         .iter()
         .enumerate()
         .filter(|(_, f)| matches!(f.data_type(), DataType::Dictionary(..)))
         .map(|(i, _)| i)
-        .collect();
+        .collect()
+}
+
+/// Columns that identify a row: the tags ([`tag_columns`]), then `time`.
+pub fn key_columns(schema: &SchemaRef) -> Vec<usize> {
+    let mut key = tag_columns(schema);
     if let Ok(i) = schema.index_of(TIME) {
         key.push(i);
     }
     key
+}
+
+/// A converter to the row format of `columns` of `schema`, for comparing keys.
+pub fn key_converter(schema: &SchemaRef, columns: &[usize]) -> Result<RowConverter, ArrowError> {
+    RowConverter::new(
+        columns
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )
 }
 
 /// `batch` with the columns of `schema` (by name): missing columns become nulls, types are
@@ -50,11 +65,7 @@ pub fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Arr
 fn key_rows(batch: &RecordBatch) -> Result<Rows, ArrowError> {
     let schema = batch.schema();
     let key = key_columns(&schema);
-    let converter = RowConverter::new(
-        key.iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-            .collect(),
-    )?;
+    let converter = key_converter(&schema, &key)?;
     let columns: Vec<ArrayRef> = key.iter().map(|&i| Arc::clone(batch.column(i))).collect();
     converter.convert_columns(&columns)
 }

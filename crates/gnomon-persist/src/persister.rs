@@ -283,24 +283,8 @@ impl Persister {
             return Ok(0);
         }
         let removed: Vec<String> = removed_files.iter().map(|f| f.path.clone()).collect();
-        let buffer = self.write_buffer.buffer();
-        let sequence = self.index.last_sequence() + 1;
-        let record = SnapshotRecord {
-            version: SNAPSHOT_RECORD_VERSION,
-            sequence,
-            gen1_duration_ns: buffer.chunk_duration_ns(),
-            wal_sequence: buffer.last_sequence(),
-            added: Vec::new(),
-            removed,
-        };
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| PersistError::Internal(e.to_string()))?;
-        self.store
-            .put(
-                &layout::snapshot_path(&self.config.node_id, sequence),
-                json.into(),
-            )
-            .await?;
+        let record = self.record(self.index.last_sequence() + 1, Vec::new(), removed);
+        self.put_record(&record).await?;
         self.index.apply(&record);
         for path in &record.removed {
             self.cache.remove(path);
@@ -312,6 +296,34 @@ impl Persister {
         let count = record.removed.len();
         self.doom(removed_files);
         Ok(count)
+    }
+
+    /// The snapshot record `sequence`: files added and removed, with the buffer's chunk
+    /// duration and WAL position at this moment.
+    fn record(
+        &self,
+        sequence: u64,
+        added: Vec<ParquetFile>,
+        removed: Vec<String>,
+    ) -> SnapshotRecord {
+        let buffer = self.write_buffer.buffer();
+        SnapshotRecord {
+            version: SNAPSHOT_RECORD_VERSION,
+            sequence,
+            gen1_duration_ns: buffer.chunk_duration_ns(),
+            wal_sequence: buffer.last_sequence(),
+            added,
+            removed,
+        }
+    }
+
+    /// Writes `record` to the store: from then on its changes survive a restart.
+    async fn put_record(&self, record: &SnapshotRecord) -> Result<(), PersistError> {
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|e| PersistError::Internal(e.to_string()))?;
+        let path = layout::snapshot_path(&self.config.node_id, record.sequence);
+        self.store.put(&path, json.into()).await?;
+        Ok(())
     }
 
     /// Files just taken out of the index: deleted from the store on a later round.
@@ -538,24 +550,12 @@ impl Persister {
             let _ = self.store.delete(&path).await;
             return Ok(None);
         }
-        let buffer = self.write_buffer.buffer();
-        let sequence = self.index.last_sequence() + 1;
-        let record = SnapshotRecord {
-            version: SNAPSHOT_RECORD_VERSION,
-            sequence,
-            gen1_duration_ns: buffer.chunk_duration_ns(),
-            wal_sequence: buffer.last_sequence(),
-            added: vec![output],
-            removed: files.iter().map(|f| f.path.clone()).collect(),
-        };
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| PersistError::Internal(e.to_string()))?;
-        self.store
-            .put(
-                &layout::snapshot_path(&self.config.node_id, sequence),
-                json.into(),
-            )
-            .await?;
+        let record = self.record(
+            self.index.last_sequence() + 1,
+            vec![output],
+            files.iter().map(|f| f.path.clone()).collect(),
+        );
+        self.put_record(&record).await?;
         self.crash_if(CrashPoint::CompactionAfterRecord);
         self.index.apply(&record);
         for f in files {
@@ -656,19 +656,8 @@ impl Persister {
         }
         self.crash_if(CrashPoint::AfterFiles);
 
-        let record = SnapshotRecord {
-            version: SNAPSHOT_RECORD_VERSION,
-            sequence,
-            gen1_duration_ns: buffer.chunk_duration_ns(),
-            wal_sequence: buffer.last_sequence(),
-            added,
-            removed: Vec::new(),
-        };
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| PersistError::Internal(e.to_string()))?;
-        self.store
-            .put(&layout::snapshot_path(&node, sequence), json.into())
-            .await?;
+        let record = self.record(sequence, added, Vec::new());
+        self.put_record(&record).await?;
         self.crash_if(CrashPoint::AfterRecord);
 
         // Publish before dropping: a query reads the buffer first, then the index, so it sees

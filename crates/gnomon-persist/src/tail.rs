@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::row::{RowConverter, SortField};
+use arrow::datatypes::SchemaRef;
+use arrow::row::RowConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 
+use crate::dedup::{key_converter, tag_columns};
 use crate::PersistError;
 
 /// Key-value metadata of a file whose last row group holds the newest row of every series in
@@ -58,18 +59,8 @@ pub struct TailSplitter {
 
 impl TailSplitter {
     pub fn new(writer: ArrowWriter<Vec<u8>>, schema: SchemaRef) -> Result<Self, PersistError> {
-        let tags: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| matches!(f.data_type(), DataType::Dictionary(..)))
-            .map(|(i, _)| i)
-            .collect();
-        let converter = RowConverter::new(
-            tags.iter()
-                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-                .collect(),
-        )?;
+        let tags = tag_columns(&schema);
+        let converter = key_converter(&schema, &tags)?;
         Ok(Self {
             writer,
             schema,

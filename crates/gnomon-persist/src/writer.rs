@@ -26,11 +26,6 @@ const SLICE_ROWS: usize = 32 * 1024;
 /// fits a 1 MiB page with a million rows, and reading one host's 360 rows decoded all of
 /// them. On TSBS data 32768 rows cost about 1.5% of file size (8192 rows: 6%, mostly page
 /// headers and statistics), and one host's rows in a compacted day still span one or two pages.
-///
-/// (Compacted files stay sorted by series over their whole time range rather than cut
-/// into time slices: on TSBS data, 30-minute slices cost 60% more bytes per row, 4-hour
-/// slices 10%, because delta encoding pays for every jump from one series' values to
-/// the next and shorter runs mean more jumps.)
 pub const PAGE_ROWS: usize = 32 * 1024;
 
 /// A Parquet file in memory plus what the index records about it.
