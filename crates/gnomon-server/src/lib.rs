@@ -363,7 +363,15 @@ async fn compact(State(state): State<Arc<AppState>>) -> Response {
         return HttpError::message(StatusCode::NOT_FOUND, "persistence is not enabled")
             .into_response();
     };
-    match persister.compact(true).await {
+    summary_or_500(persister.compact(true).await, "compaction")
+}
+
+/// A persistence task's summary as JSON, or a 500 naming the `task` that failed.
+fn summary_or_500<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    task: &str,
+) -> Response {
+    match result {
         Ok(summary) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string(&summary).unwrap_or_default(),
@@ -371,7 +379,7 @@ async fn compact(State(state): State<Arc<AppState>>) -> Response {
             .into_response(),
         Err(e) => HttpError::message(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("compaction failed: {e}"),
+            format!("{task} failed: {e}"),
         )
         .into_response(),
     }
@@ -384,16 +392,5 @@ async fn snapshot(State(state): State<Arc<AppState>>) -> Response {
         return HttpError::message(StatusCode::NOT_FOUND, "persistence is not enabled")
             .into_response();
     };
-    match persister.snapshot(SnapshotMode::All).await {
-        Ok(summary) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(&summary).unwrap_or_default(),
-        )
-            .into_response(),
-        Err(e) => HttpError::message(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("snapshot failed: {e}"),
-        )
-        .into_response(),
-    }
+    summary_or_500(persister.snapshot(SnapshotMode::All).await, "snapshot")
 }

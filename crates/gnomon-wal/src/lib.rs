@@ -494,7 +494,7 @@ impl<P: WalPayload> Inner<P> {
             sink: Arc::clone(&self.sink),
             counters: Arc::clone(&self.counters),
         };
-        let result = match &self.backend {
+        match &self.backend {
             // Write, fsync, apply and the writers' release as one blocking job: each hop
             // between a blocking thread and the async workers waits for a free worker, and
             // the workers are often busy parsing other requests (measured: several ms per
@@ -516,8 +516,7 @@ impl<P: WalPayload> Inner<P> {
                     .await
                     .map_err(|e| FlushError::Fatal(join_error("wal sink task failed", e)))?
             }
-        };
-        result
+        }
     }
 
     /// Stops the WAL for good: later appends and still-queued writers get `err`.
