@@ -195,17 +195,11 @@ fn memory_store_serves_persisted_files() {
 // crash points
 // ------------------------------------------------------------------------------------------
 
-fn crash_at(point: &str) {
-    let mut server = Server::start(&["--test-crash-point", point]);
-    let start = NS - NS % (10 * MINUTE);
-    server.write_ok(DB, cpu_lines(5, 20, start, 0.0), "");
-    server.write_ok(DB, cpu_lines(5, 4, start, 0.25), "");
-    let before = rows(&server);
-    assert_eq!(before.len(), 100);
-    let resp = server
-        .client()
-        .post(server.url("/api/v3/gnomon/snapshot"))
-        .send();
+/// Posts to `path` on a server started with `--test-crash-point point` and waits for the
+/// process to die there (no successful answer, exit within 20 s).
+#[track_caller]
+fn expect_abort(server: &Server, path: &str, point: &str) {
+    let resp = server.client().post(server.url(path)).send();
     assert!(
         resp.is_err() || !resp.unwrap().status().is_success(),
         "the server should have aborted at {point}"
@@ -218,6 +212,16 @@ fn crash_at(point: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn crash_at(point: &str) {
+    let mut server = Server::start(&["--test-crash-point", point]);
+    let start = NS - NS % (10 * MINUTE);
+    server.write_ok(DB, cpu_lines(5, 20, start, 0.0), "");
+    server.write_ok(DB, cpu_lines(5, 4, start, 0.25), "");
+    let before = rows(&server);
+    assert_eq!(before.len(), 100);
+    expect_abort(&server, "/api/v3/gnomon/snapshot", point);
     server.set_args(&[]);
     server.restart();
     assert_eq!(rows(&server), before, "after a crash at {point}");
@@ -596,22 +600,7 @@ fn compaction_crash_at(point: &str, listed_after: usize) {
     let mut server = Server::start(&["--test-crash-point", point]);
     let start = many_small_files(&server);
     let before = rows(&server);
-    let resp = server
-        .client()
-        .post(server.url("/api/v3/gnomon/compact"))
-        .send();
-    assert!(
-        resp.is_err() || !resp.unwrap().status().is_success(),
-        "the server should have aborted at {point}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.try_wait().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "server still running after {point}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    expect_abort(&server, "/api/v3/gnomon/compact", point);
     let dbs = server.data_dir().join(NODE_ID).join("dbs");
     assert_eq!(parquet_files(&dbs).len(), 9, "8 inputs and the merged file");
     server.set_args(&[]);

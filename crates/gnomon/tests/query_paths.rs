@@ -146,11 +146,7 @@ fn shortcuts_answer_as_the_definitions() {
              count(*) AS rows, max(u) FILTER (WHERE n > 50) AS hi50 \
              FROM cpu WHERE time >= '2023-11-14T22:20:00Z' \
              GROUP BY 1, 2, 3 ORDER BY 2, 1";
-    let plan: String = server
-        .sql(&db, &format!("EXPLAIN {q}"))
-        .iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let plan = server.sql_plan(&db, q);
     assert!(plan.contains("RunAggregateExec"), "{plan}");
     let got = server.sql(&db, q);
     #[derive(Default)]
@@ -275,11 +271,7 @@ fn the_newest_row_per_tag_reads_newest_sources_first() {
     let q = "SELECT host, CAST(time AS BIGINT) AS t, u FROM (SELECT *, row_number() OVER \
              (PARTITION BY host ORDER BY time DESC) AS rn FROM cpu) AS w WHERE rn = 1 \
              ORDER BY host";
-    let plan: String = server
-        .sql(&db, &format!("EXPLAIN {q}"))
-        .iter()
-        .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let plan = server.sql_plan(&db, q);
     assert!(plan.contains("newest_first"), "{plan}");
     let mut newest: BTreeMap<&str, (i64, f64)> = BTreeMap::new();
     for r in &all {

@@ -281,14 +281,7 @@ fn last_row_per_group_matches_the_window_definition() {
     );
     // Larger row numbers still go through the window.
     assert_eq!(rows("host", "time DESC", "rn = 2").len(), 3);
-    let plan = |q: String| -> String {
-        server()
-            .sql(&db, &format!("EXPLAIN {q}"))
-            .iter()
-            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let plan = |q: String| server().sql_plan(&db, &q);
     assert!(plan(q("host", "time DESC", "rn = 1")).contains("TopOneExec"));
     assert!(!plan(q("host", "time DESC", "rn = 2")).contains("TopOneExec"));
 }

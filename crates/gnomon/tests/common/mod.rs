@@ -537,6 +537,16 @@ impl Server {
         }
     }
 
+    /// The plans `EXPLAIN q` shows (logical and physical), one per line.
+    #[track_caller]
+    pub fn sql_plan(&self, db: &str, q: &str) -> String {
+        self.sql(db, &format!("EXPLAIN {q}"))
+            .iter()
+            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// `SELECT CAST(time AS BIGINT) ...` of a table, ordered.
     #[track_caller]
     pub fn times(&self, db: &str, table: &str) -> Vec<i64> {
