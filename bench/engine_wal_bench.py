@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from benchlib import free_port, proc_cpu_s, wait_ready
 
 NOOP_PLUGIN = """
 def process_writes(influxdb3_local, table_batches, args=None):
@@ -32,29 +33,11 @@ def process_writes(influxdb3_local, table_batches, args=None):
 DB = "bench"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post_json(url, body):
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req) as resp:
         return resp.status
-
-
-def wait_healthy(base, deadline=30.0):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(f"{base}/health") as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {base} did not become healthy")
 
 
 def plugin_runs(base):
@@ -63,13 +46,6 @@ def plugin_runs(base):
             if line.startswith('gnomon_plugin_runs_total{kind="wal"}'):
                 return int(float(line.split()[-1]))
     return 0
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process (Linux), load-independent unlike throughput."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_once(binary, lp_file, with_trigger, load_py, load_args):
@@ -85,7 +61,7 @@ def run_once(binary, lp_file, with_trigger, load_py, load_args):
          os.path.join(work, "data"), "--plugin-dir", plugins, "--log-filter", "warn"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_healthy(base)
+        wait_ready(base, server)
         post_json(f"{base}/api/v3/configure/database", {"db": DB})
         if with_trigger:
             post_json(f"{base}/api/v3/configure/processing_engine_trigger", {
@@ -100,7 +76,7 @@ def run_once(binary, lp_file, with_trigger, load_py, load_args):
         with open(out) as f:
             result = json.load(f)[0]
         time.sleep(1.0)  # let the last flushes reach the trigger
-        return result, plugin_runs(base), cpu_seconds(server.pid)
+        return result, plugin_runs(base), proc_cpu_s(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -41,16 +41,11 @@ import time
 import urllib.parse
 import urllib.request
 
+from benchlib import TICKS, free_port, proc_cpu_s, status_bytes, wait_ready
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SINK_PY = os.environ.get("SINK_PY", os.path.join(HERE, "../../shared/bench/sink.py"))
 DB = "bench"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_batches(path, batch_lines, max_lines=None):
@@ -80,21 +75,6 @@ def build_requests(batches, host, path):
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         out.append((head + body, body.count(b"\n")))
     return out
-
-
-def proc_cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        # Field 2 (comm) may hold spaces: split after its closing parenthesis.
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / TICKS
-
-
-def status_bytes(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def total_cpu_s():
@@ -217,19 +197,6 @@ def start_server(binary, data_dir, port, extra, log, log_filter):
         [binary, "serve", "--http-bind", f"127.0.0.1:{port}", "--data-dir", data_dir,
          "--log-filter", log_filter, *extra],
         stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base, proc, deadline=120):
-    end = time.time() + deadline
-    while time.time() < end:
-        if proc is not None and proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1).read()
-            return
-        except Exception:
-            time.sleep(0.02)
-    sys.exit("server not ready")
 
 
 def start_sink():

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,24 +31,12 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port, post, status_bytes, stream_tsbs, wait_ready
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOAD_PY = os.environ.get("LOAD_PY", os.path.join(HERE, "../../shared/bench/load.py"))
-GEN_PY = os.environ.get("GEN_PY", os.path.join(HERE, "../../shared/bench/gen.py"))
 DB = "bench"
 QUERY = "SELECT count(*) AS c, avg(usage_user) AS a FROM cpu"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url, body=b"", timeout=3600):
-    req = urllib.request.Request(url, data=body, method="POST")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.read()
 
 
 def sql(base, q):
@@ -77,14 +64,6 @@ def parquet_bytes(data_dir):
     return total, files
 
 
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def reset_peak_rss(pid):
     """Resets the process's peak RSS (VmHWM) to its current RSS; returns that RSS."""
     try:
@@ -92,11 +71,11 @@ def reset_peak_rss(pid):
             f.write("5")
     except OSError:
         return None
-    return status_kib(pid, "VmRSS")
+    return status_bytes(pid, "VmRSS")
 
 
 def peak_rss(pid):
-    return status_kib(pid, "VmHWM")
+    return status_bytes(pid, "VmHWM")
 
 
 def start(binary, data_dir, port, extra, log):
@@ -107,51 +86,6 @@ def start(binary, data_dir, port, extra, log):
          # merged-away files (nothing is due: the data is old but was just written).
          "--snapshot-check-interval", "1s", "--compaction-check-interval", "1h", *extra],
         stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base, proc, deadline=120):
-    end = time.time() + deadline
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1).read()
-            return
-        except Exception:
-            time.sleep(0.01)
-    sys.exit("server not ready")
-
-
-def stream_hours(base, url, hosts, hours):
-    """Pipes gen.py's output to the server in 5000-line requests (4 at a time), with a
-    snapshot after every hour of data. Returns (load seconds, snapshot seconds)."""
-    from concurrent.futures import ThreadPoolExecutor
-    gen = subprocess.Popen([sys.executable, GEN_PY, "--hosts", str(hosts), "--duration",
-                            f"{hours}h", "-o", "-"], stdout=subprocess.PIPE, bufsize=1 << 20)
-    per_hour = hosts * 360
-    load_s = snapshot_s = 0.0
-    with ThreadPoolExecutor(4) as pool:
-        for hour in range(hours):
-            t = time.perf_counter()
-            pending, batch = [], []
-            for _ in range(per_hour):
-                batch.append(gen.stdout.readline())
-                if len(batch) == 5000:
-                    pending.append(pool.submit(post, url, b"".join(batch)))
-                    batch = []
-                if len(pending) > 8:
-                    pending.pop(0).result()
-            if batch:
-                pending.append(pool.submit(post, url, b"".join(batch)))
-            for p in pending:
-                p.result()
-            load_s += time.perf_counter() - t
-            t = time.perf_counter()
-            snap = json.loads(post(base + "/api/v3/gnomon/snapshot"))
-            snapshot_s += time.perf_counter() - t
-            print(f"hour {hour}: {snap}", file=sys.stderr, flush=True)
-    gen.wait()
-    return load_s, snapshot_s
 
 
 def restart(proc, args, data_dir, port, log):
@@ -198,7 +132,16 @@ def main():
         url = f"{base}/api/v3/write_lp?db={DB}&precision=nanosecond"
         load_s = snapshot_s = 0.0
         if args.hours:
-            load_s, snapshot_s = stream_hours(base, url, args.hosts, args.hours)
+            snapshot_times = []
+
+            def snapshot(hour):
+                t = time.perf_counter()
+                snap = json.loads(post(base + "/api/v3/gnomon/snapshot"))
+                snapshot_times.append(time.perf_counter() - t)
+                print(f"hour {hour}: {snap}", file=sys.stderr, flush=True)
+
+            load_s = stream_tsbs(url, args.hosts, args.hours, snapshot)
+            snapshot_s = sum(snapshot_times)
         else:
             t = time.perf_counter()
             subprocess.run([sys.executable, LOAD_PY, args.data, "--url", url],

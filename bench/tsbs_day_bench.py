@@ -27,17 +27,16 @@ import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_BENCH = os.environ.get("SHARED_BENCH", os.path.join(HERE, "../../shared/bench"))
 sys.path.insert(0, SHARED_BENCH)
 
+from benchlib import post, stream_tsbs  # noqa: E402
 import compare  # noqa: E402  (../shared/bench: server configs and process helpers)
 import queries  # noqa: E402  (../shared/bench: the TSBS query set and answer check)
 
 DB = "bench"
-BATCH = 5000
 HOUR_NS = 3600 * 10**9
 
 EXTRA = ["single-groupby-5-8-1", "cpu-max-all-8", "double-groupby-all"]
@@ -89,44 +88,6 @@ def day_meta(hosts, hours):
     return {"shape": "cpu-only", "measurement": "cpu", "fields": queries.FIELDS, "hosts": hosts,
             "start_ns": start, "end_ns": start + hours * HOUR_NS, "interval_ns": 10 * 10**9,
             "lines": hosts * 360 * hours}
-
-
-def post(url, body=b"", timeout=3600):
-    req = urllib.request.Request(url, data=body, method="POST")
-    req.add_header("Content-Type", "text/plain")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.read()
-
-
-def stream_load(write_url, hosts, hours, after_hour=None):
-    """Pipes gen.py's cpu-only output to `write_url` in 5000-line requests, 4 in flight,
-    calling `after_hour(hour)` once each hour of data is acknowledged. Returns seconds spent
-    writing (the hooks not counted)."""
-    gen = subprocess.Popen([sys.executable, os.path.join(SHARED_BENCH, "gen.py"), "--hosts",
-                            str(hosts), "--duration", f"{hours}h", "-o", "-"],
-                           stdout=subprocess.PIPE, bufsize=1 << 20)
-    per_hour = hosts * 360
-    writing = 0.0
-    with ThreadPoolExecutor(4) as pool:
-        for hour in range(hours):
-            t = time.perf_counter()
-            pending, batch = [], []
-            for _ in range(per_hour):
-                batch.append(gen.stdout.readline())
-                if len(batch) == BATCH:
-                    pending.append(pool.submit(post, write_url, b"".join(batch)))
-                    batch = []
-                if len(pending) > 8:
-                    pending.pop(0).result()
-            if batch:
-                pending.append(pool.submit(post, write_url, b"".join(batch)))
-            for p in pending:
-                p.result()
-            writing += time.perf_counter() - t
-            if after_hour:
-                after_hour(hour)
-    gen.wait()
-    return writing
 
 
 class Server:
@@ -208,7 +169,7 @@ def load_gnomon(server, hosts, hours):
         post(server.base + "/api/v3/gnomon/snapshot")
         print(f"gnomon: hour {hour} loaded and snapshotted", file=sys.stderr, flush=True)
 
-    took = stream_load(server.write_url(), hosts, hours, snapshot)
+    took = stream_tsbs(server.write_url(), hosts, hours, snapshot)
     t = time.perf_counter()
     summary = json.loads(post(server.base + "/api/v3/gnomon/compact"))
     print(f"gnomon: compaction {summary} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
@@ -220,7 +181,7 @@ def load_peer(server, hosts, hours):
     def progress(hour):
         print(f"{server.name}: hour {hour} loaded", file=sys.stderr, flush=True)
 
-    took = stream_load(server.write_url(), hosts, hours, progress)
+    took = stream_tsbs(server.write_url(), hosts, hours, progress)
     wait_quiet(server.data_dir, quiet_s=10, max_s=600)
     return took
 
