@@ -17,6 +17,7 @@ pub mod functions;
 mod latest_buckets;
 mod newest_first;
 mod persisted;
+mod plan_cache;
 mod provider;
 pub mod query_log;
 pub mod run_aggregate;
@@ -92,6 +93,9 @@ pub struct QueryConfig {
     pub target_partitions: usize,
     /// Queries kept in `system.queries`.
     pub query_log_size: usize,
+    /// DataFusion options (`datafusion.execution.batch_size`, …) set on every session, as
+    /// `--datafusion-config` gives them.
+    pub datafusion_options: Vec<(String, String)>,
 }
 
 impl Default for QueryConfig {
@@ -102,6 +106,7 @@ impl Default for QueryConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             query_log_size: query_log::DEFAULT_QUERY_LOG_SIZE,
+            datafusion_options: Vec::new(),
         }
     }
 }
@@ -119,6 +124,7 @@ pub struct QueryEngine {
     caches: Option<Arc<CacheManager>>,
     system_tables: Vec<Arc<dyn SystemTable>>,
     query_log: Arc<QueryLog>,
+    plans: plan_cache::PlanCache,
 }
 
 impl QueryEngine {
@@ -149,6 +155,23 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, TABLE_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(config.target_partitions);
+        let mut session_config = session_config;
+        {
+            let options = session_config.options_mut();
+            // The table scan cuts files into partitions itself (`PersistedFiles::spread_for_scan`,
+            // knowing which rows it reads), and a scan of one row group's few series runs best
+            // on one thread, without a round-robin exchange above it.
+            options.optimizer.repartition_file_scans = false;
+            options.optimizer.enable_round_robin_repartition = false;
+            // Gnomon's files carry no bloom filters: looking for them costs a read per file.
+            options.execution.parquet.bloom_filter_on_read = false;
+        }
+        for (key, value) in &config.datafusion_options {
+            session_config
+                .options_mut()
+                .set(key, value)
+                .map_err(|e| QueryError::Invalid(format!("DataFusion option {key}: {e}")))?;
+        }
         let mut base_state = functions::install(
             SessionStateBuilder::new()
                 .with_config(session_config)
@@ -168,6 +191,7 @@ impl QueryEngine {
             caches: None,
             system_tables,
             query_log,
+            plans: plan_cache::PlanCache::default(),
         })
     }
 
@@ -266,8 +290,27 @@ impl QueryEngine {
         sql: &str,
         params: Option<HashMap<String, ScalarValue>>,
     ) -> Result<SendableRecordBatchStream, QueryError> {
+        let started = std::time::Instant::now();
+        let catalog_sequence = self.catalog.snapshot().sequence();
         let ctx = self.session(db)?;
+        let session_done = started.elapsed();
+        // A shape planned before: bind this query's values into its optimized plan.
+        let mut shape = None;
+        if params.is_none() {
+            let state = ctx.state();
+            shape = plan_cache::PlanCache::parameterize(&state, db, catalog_sequence, sql);
+            if let Some(plan) = shape
+                .as_ref()
+                .and_then(|s| self.plans.bound_plan(&state, s))
+            {
+                let sql_done = started.elapsed();
+                return self
+                    .execute_optimized(state, plan, started, session_done, sql_done, true)
+                    .await;
+            }
+        }
         let mut frame = ctx.sql(sql).await.map_err(QueryError::from_datafusion)?;
+        let sql_done = started.elapsed();
         if let Some(params) = params {
             frame = frame
                 .with_param_values(ParamValues::Map(
@@ -302,10 +345,48 @@ impl QueryEngine {
                 }
             }
         }
-        frame
-            .execute_stream()
+        let (state, plan) = frame.into_parts();
+        let optimized = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
+        if let Some(shape) = shape {
+            self.plans.observe(&state, shape, &optimized).await;
+        }
+        self.execute_optimized(state, optimized, started, session_done, sql_done, false)
             .await
-            .map_err(QueryError::from_datafusion)
+    }
+
+    /// Physical planning and start of an optimized plan (timings of the earlier steps given,
+    /// for the debug event).
+    async fn execute_optimized(
+        &self,
+        state: SessionState,
+        optimized: datafusion::logical_expr::LogicalPlan,
+        started: std::time::Instant,
+        session_done: std::time::Duration,
+        sql_done: std::time::Duration,
+        cached_plan: bool,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let optimize_done = started.elapsed();
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await
+            .map_err(QueryError::from_datafusion)?;
+        let physical_done = started.elapsed();
+        let stream = datafusion::physical_plan::execute_stream(
+            physical,
+            Arc::new(datafusion::execution::TaskContext::from(&state)),
+        )
+        .map_err(QueryError::from_datafusion)?;
+        tracing::debug!(
+            session_us = session_done.as_micros() as u64,
+            sql_us = (sql_done - session_done).as_micros() as u64,
+            optimize_us = (optimize_done - sql_done).as_micros() as u64,
+            physical_us = (physical_done - optimize_done).as_micros() as u64,
+            execute_us = (started.elapsed() - physical_done).as_micros() as u64,
+            cached_plan,
+            "planned"
+        );
+        Ok(stream)
     }
 }
 

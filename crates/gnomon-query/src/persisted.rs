@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::listing::{FileRange, PartitionedFile};
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::error::{DataFusionError, Result};
@@ -102,6 +103,110 @@ impl PersistedFiles {
 
     pub fn partitioned_file(file: &ParquetFile) -> PartitionedFile {
         PartitionedFile::new(file.path.clone(), file.size_bytes)
+    }
+
+    /// The file groups of a table scan. Files read whole are cut into `partitions` pieces of
+    /// equal bytes (a byte range reads the row groups whose middle it holds), as DataFusion's
+    /// `repartition_file_scans` would; files given a row selection of a few series
+    /// (`series_ranges`) stay whole and are dealt round-robin.
+    ///
+    /// The scan decides this rather than DataFusion (whose file repartitioning is turned off)
+    /// because only the scan knows which files are read whole: an even byte split of a file
+    /// with a selection opens it once more to read nothing, and spreads a query of one series
+    /// over threads that cost more to wake than the read does.
+    pub(crate) fn spread_for_scan(
+        files: Vec<PartitionedFile>,
+        partitions: usize,
+        min_split_bytes: u64,
+    ) -> Vec<FileGroup> {
+        let partitions = partitions.max(1);
+        // Files with a selection, in pieces already cut by `row_group_pieces`, are dealt as
+        // they are.
+        let (whole, selected): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|f| f.extensions.get::<ParquetRowSelection>().is_none());
+        let whole_bytes: u64 = whole.iter().map(|f| f.object_meta.size).sum();
+        if partitions == 1 || whole_bytes < min_split_bytes.max(1) {
+            return Self::spread(whole.into_iter().chain(selected).collect(), partitions);
+        }
+        let step = whole_bytes.div_ceil(partitions as u64);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+        let (mut group, mut room) = (0, step);
+        for file in whole {
+            let size = file.object_meta.size;
+            let mut start = 0;
+            while start < size {
+                let end = if group + 1 == partitions {
+                    size
+                } else {
+                    (start + room).min(size)
+                };
+                let mut piece = file.clone();
+                piece.range = Some(FileRange {
+                    start: start as i64,
+                    end: end as i64,
+                });
+                groups[group].push(piece);
+                room = room.saturating_sub(end - start);
+                start = end;
+                if room == 0 && group + 1 < partitions {
+                    group += 1;
+                    room = step;
+                }
+            }
+        }
+        for (i, file) in selected.into_iter().enumerate() {
+            groups[i % partitions].push(file);
+        }
+        groups
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .map(FileGroup::new)
+            .collect()
+    }
+
+    /// Byte ranges that deal the row groups holding `rows` (sorted, disjoint) over at most
+    /// `partitions` pieces of the file, contiguous and of about equal numbers of row groups;
+    /// empty when the rows lie in one row group or the footer is not cached. A range reads
+    /// the row groups whose first page starts inside it.
+    pub(crate) fn row_group_pieces(
+        &self,
+        path: &str,
+        rows: &[Range<u64>],
+        partitions: usize,
+    ) -> Vec<FileRange> {
+        let Some(metadata) = self.metadata.get(path) else {
+            return Vec::new();
+        };
+        let mut starts = Vec::new();
+        let (mut first_row, mut next) = (0u64, rows.iter().peekable());
+        for group in metadata.row_groups() {
+            let end_row = first_row + group.num_rows() as u64;
+            while next.peek().is_some_and(|r| r.end <= first_row) {
+                next.next();
+            }
+            if next.peek().is_some_and(|r| r.start < end_row) {
+                let column = group.column(0);
+                let offset = column
+                    .dictionary_page_offset()
+                    .unwrap_or_else(|| column.data_page_offset());
+                starts.push(offset);
+            }
+            first_row = end_row;
+        }
+        let pieces = partitions.min(starts.len());
+        if pieces < 2 {
+            return Vec::new();
+        }
+        (0..pieces)
+            .map(|i| {
+                let (from, to) = (i * starts.len() / pieces, (i + 1) * starts.len() / pieces);
+                FileRange {
+                    start: starts[from],
+                    end: starts[to - 1] + 1,
+                }
+            })
+            .collect()
     }
 
     /// `files` dealt round-robin into at most `partitions` groups (at least one), so that
@@ -261,5 +366,80 @@ impl AsyncFileReader for InMemoryReader {
             .parse_and_finish(&self.bytes)
             .map(Arc::new);
         async move { result }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::RowSelection;
+
+    fn file(name: &str, size: u64) -> PartitionedFile {
+        PartitionedFile::new(name.to_string(), size)
+    }
+
+    /// Each group's files: path and byte range.
+    type Pieces = Vec<Vec<(String, Option<(i64, i64)>)>>;
+
+    fn pieces(groups: &[FileGroup]) -> Pieces {
+        groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|f| {
+                        (
+                            f.object_meta.location.to_string(),
+                            f.range.as_ref().map(|r| (r.start, r.end)),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_files_are_cut_into_equal_byte_ranges() {
+        let groups = PersistedFiles::spread_for_scan(vec![file("a", 300), file("b", 100)], 2, 10);
+        assert_eq!(
+            pieces(&groups),
+            vec![
+                vec![("a".to_string(), Some((0, 200)))],
+                vec![
+                    ("a".to_string(), Some((200, 300))),
+                    ("b".to_string(), Some((0, 100)))
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn files_with_a_selection_stay_whole() {
+        let mut selected = file("s", 1000);
+        selected.extensions.insert(ParquetRowSelection::new(
+            RowSelection::from_consecutive_ranges(std::iter::once(0..1), 2),
+        ));
+        let groups = PersistedFiles::spread_for_scan(vec![selected, file("w", 40)], 2, 10);
+        assert_eq!(
+            pieces(&groups),
+            vec![
+                vec![("w".to_string(), Some((0, 20))), ("s".to_string(), None)],
+                vec![("w".to_string(), Some((20, 40)))],
+            ]
+        );
+        // A lone selected file: one group, one partition.
+        let mut only = file("s", 1000);
+        only.extensions.insert(ParquetRowSelection::new(
+            RowSelection::from_consecutive_ranges(std::iter::once(0..1), 1),
+        ));
+        assert_eq!(
+            pieces(&PersistedFiles::spread_for_scan(vec![only], 2, 10)),
+            vec![vec![("s".to_string(), None)]]
+        );
+    }
+
+    #[test]
+    fn small_scans_are_not_cut() {
+        let groups = PersistedFiles::spread_for_scan(vec![file("a", 5)], 2, 10);
+        assert_eq!(pieces(&groups), vec![vec![("a".to_string(), None)]]);
     }
 }

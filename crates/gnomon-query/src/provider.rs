@@ -7,14 +7,12 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
-use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
@@ -356,17 +354,14 @@ impl TableScanProvider {
                 .persisted
                 .as_ref()
                 .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-            let mut source = ParquetSource::new(Arc::clone(&self.schema))
+            // No predicate here: DataFusion's physical filter pushdown hands the scan the
+            // filter above it for row-group and page pruning, and one given here as well
+            // was kept beside it, doubling the pruning work.
+            let source = ParquetSource::new(Arc::clone(&self.schema))
                 .with_parquet_file_reader_factory(persisted.reader_factory());
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
-                // Only used to skip row groups and pages; the filter is applied above the scan.
-                if let Ok(physical) = state.create_physical_expr(predicate, &df_schema) {
-                    source = source.with_predicate(physical);
-                }
-            }
             // Files sorted by series: a query pinning tags reads only those tags' runs.
             let constraints = tag_constraints(filters, &self.schema);
+            let partitions = state.config().target_partitions();
             let mut selected = Vec::with_capacity(plain_files.len());
             for file in &plain_files {
                 let rows = if constraints.is_empty() {
@@ -378,11 +373,15 @@ impl TableScanProvider {
                         .await?
                 };
                 let mut partitioned = PersistedFiles::partitioned_file(file);
+                // A selection spanning row groups is read by several partitions, each its
+                // share of those row groups (see `PersistedFiles::spread_for_scan`).
+                let mut ranges = Vec::new();
                 match rows {
                     FileRows::None => continue,
                     FileRows::All => {}
-                    FileRows::Some(selection) => {
+                    FileRows::Some(selection, rows) => {
                         partitioned.extensions.insert(selection);
+                        ranges = persisted.row_group_pieces(&file.path, &rows, partitions);
                     }
                 }
                 // The plan holds the index entry, so the file is not deleted from the store
@@ -391,11 +390,24 @@ impl TableScanProvider {
                 partitioned.extensions.insert_arc(Arc::clone(file));
                 // How a plan rule reads this file's tag runs and footer (`newest_first`).
                 partitioned.extensions.insert(persisted.clone());
-                selected.push(partitioned);
+                if ranges.is_empty() {
+                    selected.push(partitioned);
+                    continue;
+                }
+                for range in ranges {
+                    let mut piece = partitioned.clone();
+                    piece.range = Some(range);
+                    selected.push(piece);
+                }
             }
-            let partitions = state.config().target_partitions();
+            let options = state.config().options();
+            let groups = PersistedFiles::spread_for_scan(
+                selected,
+                partitions,
+                options.optimizer.repartition_file_min_size as u64,
+            );
             let config = FileScanConfigBuilder::new(store_url(), Arc::new(source))
-                .with_file_groups(PersistedFiles::spread(selected, partitions))
+                .with_file_groups(groups)
                 .with_projection_indices(projection.cloned())?
                 .build();
             plans.push(DataSourceExec::from_data_source(config));

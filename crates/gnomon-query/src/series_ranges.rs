@@ -276,8 +276,8 @@ pub enum FileRows {
     None,
     /// Every row may match (or the file has no usable runs).
     All,
-    /// Only these rows may match.
-    Some(ParquetRowSelection),
+    /// Only these rows may match: as a selection, and as sorted, disjoint row ranges.
+    Some(ParquetRowSelection, Vec<Range<u64>>),
 }
 
 /// The runs of every (file, tag) a query asked for (by object path and tag column); `None`
@@ -330,12 +330,13 @@ impl TagRunsCache {
             None => FileRows::All,
             Some((_, rows)) if rows.is_empty() => FileRows::None,
             Some((total, rows)) if rows.len() == 1 && rows[0] == (0..total) => FileRows::All,
-            Some((total, rows)) => FileRows::Some(ParquetRowSelection::new(
-                RowSelection::from_consecutive_ranges(
-                    rows.into_iter().map(|r| r.start as usize..r.end as usize),
+            Some((total, rows)) => FileRows::Some(
+                ParquetRowSelection::new(RowSelection::from_consecutive_ranges(
+                    rows.iter().map(|r| r.start as usize..r.end as usize),
                     total as usize,
-                ),
-            )),
+                )),
+                rows,
+            ),
         })
     }
 }

@@ -114,6 +114,15 @@ pub struct ServeArgs {
     #[arg(long, env = "GNOMON_QUERY_LOG_SIZE", default_value_t = 1000)]
     query_log_size: usize,
 
+    /// DataFusion options for every query, as a comma list of `key:value`
+    /// (`datafusion.execution.batch_size:4096`); the `datafusion.` prefix may be left out.
+    #[arg(long, env = "GNOMON_DATAFUSION_CONFIG", default_value = "")]
+    datafusion_config: String,
+
+    /// Partitions (threads) one query's plan is spread over; defaults to the number of CPUs.
+    #[arg(long, env = "GNOMON_NUM_DATAFUSION_THREADS")]
+    num_datafusion_threads: Option<usize>,
+
     /// How often expired rows are removed from the last-value caches.
     #[arg(long, env = "GNOMON_LAST_CACHE_EVICTION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     last_cache_eviction_interval: Duration,
@@ -281,6 +290,28 @@ fn total_memory_bytes() -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(8 << 30)
+}
+
+/// `--datafusion-config`: `key:value` pairs separated by commas, keys with or without the
+/// `datafusion.` prefix. Whether a key exists and its value parses is checked when the query
+/// engine applies them, so a typo stops the server at start-up.
+fn parse_datafusion_config(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once(':')
+                .with_context(|| format!("--datafusion-config: {pair:?} is not key:value"))?;
+            let key = key.trim();
+            let key = if key.starts_with("datafusion.") {
+                key.to_string()
+            } else {
+                format!("datafusion.{key}")
+            };
+            Ok((key, value.trim().to_string()))
+        })
+        .collect()
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -488,7 +519,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             memory_pool_bytes: parse_memory(&args.exec_mem_pool_bytes)
                 .context("--exec-mem-pool-bytes")?,
             query_log_size: args.query_log_size,
-            ..QueryConfig::default()
+            datafusion_options: parse_datafusion_config(&args.datafusion_config)?,
+            target_partitions: args
+                .num_datafusion_threads
+                .unwrap_or(QueryConfig::default().target_partitions)
+                .max(1),
         },
     )?
     .with_caches(caches)

@@ -56,7 +56,11 @@ fn line(r: &Row) -> String {
 }
 
 fn setup() -> (Server, String, Vec<Row>) {
-    let server = Server::start(&[]);
+    setup_with(&[])
+}
+
+fn setup_with(args: &[&str]) -> (Server, String, Vec<Row>) {
+    let server = Server::start(args);
     let db = "paths".to_string();
     let all = rows();
     let (early, late): (Vec<&Row>, Vec<&Row>) = all.iter().partition(|r| r.t < 1_700_003_600);
@@ -91,7 +95,7 @@ fn shortcuts_answer_as_the_definitions() {
     );
 
     // --- Tag pinning: =, IN, OR, combined with another tag and a time range.
-    type Keep = Box<dyn Fn(&Row) -> bool>;
+    type Keep<'a> = Box<dyn Fn(&Row) -> bool + 'a>;
     let pinned: &[(&str, Keep)] = &[
         ("host = 'host_3'", Box::new(|r: &Row| r.host == "host_3")),
         (
@@ -383,4 +387,86 @@ fn chrono_like(seconds: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Repeated query shapes run from a cached plan with each query's own values bound
+/// (`plan_cache`): every run of a shape, with other hosts and windows, still gives the
+/// definition's answer, and a schema change is seen by the next query of a cached shape.
+#[test]
+fn repeated_shapes_bind_each_querys_values() {
+    type Keep<'a> = Box<dyn Fn(&Row) -> bool + 'a>;
+    let (server, db, all) = setup_with(&["--log-filter", "info,gnomon_query=debug"]);
+    let windows = [
+        (1_700_000_000, 1_700_000_600),
+        (1_700_003_000, 1_700_004_200),
+        (1_700_005_990, 1_700_007_200),
+        (1_700_007_000, 1_700_000_000), // empty: the start is after the end
+    ];
+    // Run each shape more times than it takes to cache it (the second sighting), with
+    // different values each time.
+    for run in 0..8 {
+        let (t0, t1) = windows[run % windows.len()];
+        let (a, b) = (
+            format!("host_{}", run % 12),
+            format!("host_{}", (run * 5 + 3) % 12),
+        );
+        let shapes: [(String, Keep); 3] = [
+            (format!("host = '{a}'"), Box::new(|r: &Row| r.host == a)),
+            (
+                format!("(host = '{a}' OR host = '{b}')"),
+                Box::new(|r: &Row| r.host == a || r.host == b),
+            ),
+            (
+                format!("host IN ('{a}', '{b}', 'nope')"),
+                Box::new(|r: &Row| r.host == a || r.host == b),
+            ),
+        ];
+        for (pin, keep) in &shapes {
+            let sql = format!(
+                "SELECT count(*) AS c, max(u) AS m, sum(n) AS s FROM cpu WHERE {pin} \
+                 AND time >= '{}' AND time < '{}'",
+                chrono_like(t0),
+                chrono_like(t1)
+            );
+            let got = server.sql(&db, &sql);
+            let rows: Vec<&Row> = all
+                .iter()
+                .filter(|r| keep(r) && (t0..t1).contains(&r.t))
+                .collect();
+            let max = rows
+                .iter()
+                .map(|r| r.u)
+                .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
+            let sum = rows
+                .iter()
+                .filter_map(|r| r.n)
+                .fold(None, |s: Option<i64>, n| Some(s.unwrap_or(0) + n));
+            assert_eq!(got[0]["c"].as_i64(), Some(rows.len() as i64), "{sql}");
+            assert_eq!(num(&got[0]["m"]), max.map(round), "{sql}");
+            assert_eq!(got[0]["s"].as_i64(), sum, "{sql}");
+        }
+    }
+    // The shapes above were served from cached plans (the debug events say so), so the
+    // answers checked were the bound plans' answers.
+    let log = server.log();
+    assert_eq!(
+        log.matches("query shape planned cached=true").count(),
+        3,
+        "three shapes cached:\n{log}"
+    );
+    assert!(log.contains("cached_plan=true"), "{log}");
+
+    // A cached `SELECT *` shape sees a column added afterwards.
+    let star = |host: &str| {
+        server.sql(
+            &db,
+            &format!("SELECT * FROM cpu WHERE host = '{host}' ORDER BY time DESC LIMIT 1"),
+        )
+    };
+    for h in 0..3 {
+        assert!(star(&format!("host_{h}"))[0].get("extra").is_none());
+    }
+    server.write_ok(&db, "cpu,host=host_1 extra=5i 1700007300", "precision=s");
+    let got = star("host_1");
+    assert_eq!(got[0]["extra"].as_i64(), Some(5), "{got:?}");
 }
