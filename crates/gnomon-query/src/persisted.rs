@@ -2,6 +2,7 @@
 //! factory that serves cached files from memory.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,6 +44,8 @@ pub struct PersistedFiles {
     pub cache: Arc<ParquetCache>,
     metadata: Arc<MetadataCache>,
     pub(crate) tag_runs: Arc<TagRunsCache>,
+    /// The directory the store keeps its objects in, when it is the local file system.
+    local_root: Option<Arc<PathBuf>>,
 }
 
 impl PersistedFiles {
@@ -57,7 +60,17 @@ impl PersistedFiles {
             cache,
             metadata: Arc::new(MetadataCache::new(FILE_FACTS_ENTRIES)),
             tag_runs: Arc::new(TagRunsCache::default()),
+            local_root: None,
         }
+    }
+
+    /// Reads files of the local-file store directly under `root` (its prefix), with positioned
+    /// reads on the querying thread. The object store's own local reads hop to the blocking
+    /// pool for every range; on a file in the page cache the hop (a thread wake-up) cost more
+    /// than the read, and a query of one series makes several.
+    pub fn with_local_root(mut self, root: PathBuf) -> Self {
+        self.local_root = Some(Arc::new(root));
+        self
     }
 
     pub fn reader_factory(&self) -> Arc<dyn ParquetFileReaderFactory> {
@@ -65,6 +78,7 @@ impl PersistedFiles {
             store: DefaultParquetFileReaderFactory::new(Arc::clone(&self.store)),
             cache: Arc::clone(&self.cache),
             metadata: Arc::clone(&self.metadata),
+            local_root: self.local_root.clone(),
         })
     }
 
@@ -272,6 +286,7 @@ struct CachedReaderFactory {
     store: DefaultParquetFileReaderFactory,
     cache: Arc<ParquetCache>,
     metadata: Arc<MetadataCache>,
+    local_root: Option<Arc<PathBuf>>,
 }
 
 impl ParquetFileReaderFactory for CachedReaderFactory {
@@ -283,11 +298,17 @@ impl ParquetFileReaderFactory for CachedReaderFactory {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
         let path = file.object_meta.location.to_string();
-        let inner: Box<dyn AsyncFileReader + Send> = match self.cache.get(&path) {
-            Some(bytes) => Box::new(InMemoryReader { bytes }),
-            None => self
-                .store
-                .create_reader(partition_index, file, metadata_size_hint, metrics)?,
+        let inner: Box<dyn AsyncFileReader + Send> = match (self.cache.get(&path), &self.local_root)
+        {
+            (Some(bytes), _) => Box::new(InMemoryReader { bytes }),
+            (None, Some(root)) => Box::new(LocalFileReader {
+                path: object_path_on_disk(root, &file.object_meta.location),
+                file: None,
+            }),
+            (None, None) => {
+                self.store
+                    .create_reader(partition_index, file, metadata_size_hint, metrics)?
+            }
         };
         Ok(Box::new(MetadataCachingReader {
             inner,
@@ -336,6 +357,75 @@ impl AsyncFileReader for MetadataCachingReader {
             Ok(metadata)
         }
         .boxed()
+    }
+}
+
+/// Where the local-file store under `root` keeps `location` (its path segments below the
+/// root, as `object_store`'s `LocalFileSystem` lays them out).
+fn object_path_on_disk(root: &std::path::Path, location: &Path) -> PathBuf {
+    let mut path = root.to_path_buf();
+    path.extend(location.parts().map(|part| part.as_ref().to_string()));
+    path
+}
+
+/// A file of the local store, read with positioned reads where the query runs.
+struct LocalFileReader {
+    path: PathBuf,
+    file: Option<Arc<std::fs::File>>,
+}
+
+impl LocalFileReader {
+    fn file(&mut self) -> parquet::errors::Result<Arc<std::fs::File>> {
+        if let Some(file) = &self.file {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(std::fs::File::open(&self.path).map_err(|e| {
+            parquet::errors::ParquetError::External(
+                format!("opening {}: {e}", self.path.display()).into(),
+            )
+        })?);
+        self.file = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    fn read(&mut self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file()?;
+        let mut buffer = vec![0; (range.end - range.start) as usize];
+        file.read_exact_at(&mut buffer, range.start).map_err(|e| {
+            parquet::errors::ParquetError::External(
+                format!("reading {:?} of {}: {e}", range, self.path.display()).into(),
+            )
+        })?;
+        Ok(Bytes::from(buffer))
+    }
+}
+
+impl AsyncFileReader for LocalFileReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let result = self.read(range);
+        async move { result }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        let result = ranges.into_iter().map(|r| self.read(r)).collect();
+        async move { result }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let result = self.file().and_then(|file| {
+            ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .parse_and_finish(file.as_ref())
+                .map(Arc::new)
+        });
+        async move { result }.boxed()
     }
 }
 

@@ -527,7 +527,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?
     .with_caches(caches)
-    .with_persisted(PersistedFiles::new(Arc::clone(&store), index, cache));
+    .with_persisted({
+        let files = PersistedFiles::new(Arc::clone(&store), index, cache);
+        match args.object_store {
+            // The store's own prefix: `LocalFileSystem` canonicalizes the data dir.
+            ObjectStoreKind::File => files.with_local_root(
+                std::fs::canonicalize(&args.data_dir)
+                    .with_context(|| format!("resolving {}", args.data_dir.display()))?,
+            ),
+            _ => files,
+        }
+    });
     let engine_slot = EngineSlot::default();
     let query = Arc::new(
         query
