@@ -147,7 +147,8 @@ fn shortcuts_answer_as_the_definitions() {
     // integers with missing values, and the plan really uses the run aggregate.
     let q = "SELECT date_bin(INTERVAL '10 minutes', time) AS b, host, region, \
              avg(u) AS a, min(u) AS lo, max(u) AS hi, sum(n) AS s, count(n) AS c, \
-             count(*) AS rows, max(u) FILTER (WHERE n > 50) AS hi50 \
+             count(*) AS rows, max(u) FILTER (WHERE n > 50) AS hi50, \
+             avg(n) AS an, min(n) AS ln, max(n) AS hn \
              FROM cpu WHERE time >= '2023-11-14T22:20:00Z' \
              GROUP BY 1, 2, 3 ORDER BY 2, 1";
     let plan = server.sql_plan(&db, q);
@@ -162,6 +163,8 @@ fn shortcuts_answer_as_the_definitions() {
         n_sum: i64,
         n_count: usize,
         hi50: Option<f64>,
+        n_lo: Option<i64>,
+        n_hi: Option<i64>,
     }
     let mut groups: BTreeMap<(String, i64), (Option<&str>, Acc)> = BTreeMap::new();
     for r in all.iter().filter(|r| r.t >= 1_700_000_400) {
@@ -183,6 +186,8 @@ fn shortcuts_answer_as_the_definitions() {
         if let Some(n) = r.n {
             acc.n_sum += n;
             acc.n_count += 1;
+            acc.n_lo = Some(acc.n_lo.map_or(n, |m| m.min(n)));
+            acc.n_hi = Some(acc.n_hi.map_or(n, |m| m.max(n)));
             if n > 50 {
                 acc.hi50 = Some(acc.hi50.map_or(r.u, |h| h.max(r.u)));
             }
@@ -207,6 +212,43 @@ fn shortcuts_answer_as_the_definitions() {
         assert_eq!(row["c"].as_u64(), Some(acc.n_count as u64), "{context}");
         assert_eq!(row["rows"].as_u64(), Some(acc.count as u64), "{context}");
         assert_eq!(num(&row["hi50"]), acc.hi50.map(round), "{context}");
+        assert_eq!(
+            num(&row["an"]),
+            (acc.n_count > 0).then(|| round(acc.n_sum as f64 / acc.n_count as f64)),
+            "{context}"
+        );
+        assert_eq!(row["ln"].as_i64(), acc.n_lo, "{context}");
+        assert_eq!(row["hn"].as_i64(), acc.n_hi, "{context}");
+    }
+
+    // Runs of one row each (10 s buckets of one host), so a run without an integer value
+    // has null states: the aggregates of that bucket are null, its count 0.
+    let q = "SELECT date_bin(INTERVAL '10 seconds', time) AS b, host, avg(n) AS an, \
+             min(n) AS ln, max(n) AS hn, sum(n) AS sn, count(n) AS cn, avg(u) AS au \
+             FROM cpu WHERE host = 'host_5' GROUP BY 1, 2 ORDER BY 1";
+    assert!(server.sql_plan(&db, q).contains("RunAggregateExec"));
+    let got = server.sql(&db, q);
+    let mut want: Vec<&Row> = all.iter().filter(|r| r.host == "host_5").collect();
+    want.sort_by_key(|r| r.t);
+    assert_eq!(got.len(), want.len());
+    assert!(want.iter().any(|r| r.n.is_none()) && want.iter().any(|r| r.n.is_some()));
+    for (row, r) in got.iter().zip(&want) {
+        let context = format!("{row}");
+        assert_eq!(
+            row["b"].as_str(),
+            Some(chrono_like(r.t).as_str()),
+            "{context}"
+        );
+        assert_eq!(num(&row["an"]), r.n.map(|n| n as f64), "{context}");
+        assert_eq!(row["ln"].as_i64(), r.n, "{context}");
+        assert_eq!(row["hn"].as_i64(), r.n, "{context}");
+        assert_eq!(row["sn"].as_i64(), r.n, "{context}");
+        assert_eq!(
+            row["cn"].as_i64(),
+            Some(i64::from(r.n.is_some())),
+            "{context}"
+        );
+        assert_eq!(num(&row["au"]), Some(round(r.u)), "{context}");
     }
 
     // Grouped by time alone (runs of one series and bucket) and by a tag alone.
