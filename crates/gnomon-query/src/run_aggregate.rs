@@ -395,6 +395,30 @@ impl RunReduce {
                     .map(|s| s.map(|(_, v)| v))
                     .collect::<Float64Array>(),
             )]),
+            (Self::Min | Self::Max, DataType::Float64) => {
+                let values = values.as_primitive::<Float64Type>();
+                // DataFusion's own update: NaN replaces the current value, which starts at
+                // the extreme finite value.
+                let fold = |r: std::ops::Range<usize>| match self {
+                    Self::Min => run_fold(values, r, f64::MAX, |cur, new| {
+                        match new.partial_cmp(&cur) {
+                            Some(std::cmp::Ordering::Less) | None => new,
+                            _ => cur,
+                        }
+                    }),
+                    _ => run_fold(values, r, f64::MIN, |cur, new| {
+                        match new.partial_cmp(&cur) {
+                            Some(std::cmp::Ordering::Greater) | None => new,
+                            _ => cur,
+                        }
+                    }),
+                };
+                Some(vec![Arc::new(
+                    bounds()
+                        .map(|r| fold(r).map(|(_, v)| v))
+                        .collect::<Float64Array>(),
+                )])
+            }
             (Self::Sum | Self::Min | Self::Max, DataType::Int64) => {
                 let values = values.as_primitive::<Int64Type>();
                 let fold = |r: std::ops::Range<usize>| match self {
