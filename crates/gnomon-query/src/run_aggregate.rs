@@ -37,7 +37,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::expressions::{CastExpr, Literal};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -235,6 +235,11 @@ impl ExecutionPlan for RunAggregateExec {
                 .zip(&self.filters)
                 .map(|(a, filter)| RunReduce::of(a, filter.is_some()))
                 .collect(),
+            uncast: self
+                .aggregates
+                .iter()
+                .map(|a| integer_cast_to_float(&a.expressions()[0], &self.input.schema()))
+                .collect(),
             schema: Arc::clone(&self.schema),
         };
         let stream = input
@@ -255,6 +260,9 @@ struct Runs {
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Per aggregate, the direct computation of its state from each run, where there is one.
     reduce: Vec<Option<RunReduce>>,
+    /// Per aggregate, the integer expression its argument casts to a float, when it does:
+    /// the run reduction reads the integers themselves (`avg` of an integer column).
+    uncast: Vec<Option<Arc<dyn PhysicalExpr>>>,
     schema: SchemaRef,
 }
 
@@ -285,13 +293,23 @@ impl Runs {
             .iter()
             .map(|k| take(k.as_ref(), &first_rows, None))
             .collect::<std::result::Result<_, _>>()?;
-        for (((accumulator, arguments), filter), reduce) in self
+        for ((((accumulator, arguments), filter), reduce), uncast) in self
             .accumulators
             .iter_mut()
             .zip(&self.arguments)
             .zip(&self.filters)
             .zip(&self.reduce)
+            .zip(&self.uncast)
         {
+            // Only `avg` reads integers as the floats they are cast to; for the others a state
+            // of the argument's type is expected.
+            if let (Some(reduce @ RunReduce::Avg), Some(integers)) = (reduce, uncast) {
+                let integers = integers.evaluate(batch)?.into_array(rows)?;
+                if let Some(state) = reduce.states(&integers, first_rows.values()) {
+                    columns.extend(state);
+                    continue;
+                }
+            }
             let values = arguments
                 .iter()
                 .map(|e| e.evaluate(batch)?.into_array(rows))
@@ -389,6 +407,35 @@ impl RunReduce {
                     Arc::new(Float64Array::from(sums)),
                 ])
             }
+            (Self::Avg, DataType::Int64) => {
+                // `avg` of integers casts them to floats first; `v as f64` is that cast.
+                let values = values.as_primitive::<Int64Type>();
+                let (counts, sums): (Vec<Option<u64>>, Vec<Option<f64>>) = bounds()
+                    .map(|r| {
+                        let slice = &values.values()[r.clone()];
+                        let (n, sum) = match values.nulls() {
+                            None => (
+                                slice.len() as u64,
+                                slice.iter().fold(0.0, |a, &v| a + v as f64),
+                            ),
+                            Some(nulls) => slice
+                                .iter()
+                                .zip(r)
+                                .filter(|(_, i)| nulls.is_valid(*i))
+                                .fold((0u64, 0.0), |(n, a), (&v, _)| (n + 1, a + v as f64)),
+                        };
+                        if n > 0 {
+                            (Some(n), Some(sum))
+                        } else {
+                            (None, None)
+                        }
+                    })
+                    .unzip();
+                Some(vec![
+                    Arc::new(UInt64Array::from(counts)),
+                    Arc::new(Float64Array::from(sums)),
+                ])
+            }
             (Self::Sum, DataType::Float64) => Some(vec![Arc::new(
                 bounds()
                     .map(|r| run_fold(values.as_primitive::<Float64Type>(), r, 0.0, |a, v| a + v))
@@ -435,6 +482,16 @@ impl RunReduce {
             _ => None,
         }
     }
+}
+
+/// The `Int64` expression `argument` casts to `Float64`, if it is such a cast.
+fn integer_cast_to_float(
+    argument: &Arc<dyn PhysicalExpr>,
+    schema: &arrow::datatypes::Schema,
+) -> Option<Arc<dyn PhysicalExpr>> {
+    let cast = argument.downcast_ref::<CastExpr>()?;
+    let from_integers = matches!(cast.expr().data_type(schema), Ok(DataType::Int64));
+    (from_integers && cast.cast_type() == &DataType::Float64).then(|| Arc::clone(cast.expr()))
 }
 
 /// Folds the non-null values of `values[rows]` in row order: their number and the result,
