@@ -600,3 +600,32 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_datafusion_config;
+
+    #[test]
+    fn datafusion_config_pairs_get_the_datafusion_prefix() {
+        let pairs = parse_datafusion_config(
+            " execution.batch_size:4096, datafusion.optimizer.max_passes : 2 ,",
+        )
+        .expect("valid pairs");
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "datafusion.execution.batch_size".to_string(),
+                    "4096".to_string()
+                ),
+                (
+                    "datafusion.optimizer.max_passes".to_string(),
+                    "2".to_string()
+                ),
+            ]
+        );
+        assert!(parse_datafusion_config("").unwrap().is_empty());
+        let error = parse_datafusion_config("execution.batch_size=4096").unwrap_err();
+        assert!(error.to_string().contains("is not key:value"), "{error}");
+    }
+}

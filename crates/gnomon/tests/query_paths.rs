@@ -512,3 +512,38 @@ fn repeated_shapes_bind_each_querys_values() {
     let got = star("host_1");
     assert_eq!(got[0]["extra"].as_i64(), Some(5), "{got:?}");
 }
+
+/// `--datafusion-config` and `--num-datafusion-threads` reach every query's session; a key
+/// DataFusion does not know stops the server at start-up, naming it.
+#[test]
+fn datafusion_options_are_applied_or_refused_at_start_up() {
+    let server = Server::start(&[
+        "--datafusion-config",
+        "execution.batch_size:7,optimizer.max_passes:2",
+        "--num-datafusion-threads",
+        "1",
+    ]);
+    let db = "options";
+    server.write_ok(db, "m,t=a v=1 1\nm,t=b v=2 2", "precision=s");
+    let got = server.sql(
+        db,
+        "SELECT name, value FROM information_schema.df_settings \
+         WHERE name IN ('datafusion.execution.batch_size', 'datafusion.execution.target_partitions') \
+         ORDER BY name",
+    );
+    assert_eq!(got[0]["value"].as_str(), Some("7"), "{got:?}");
+    assert_eq!(got[1]["value"].as_str(), Some("1"), "{got:?}");
+    assert_eq!(server.sql(db, "SELECT count(*) AS c FROM m")[0]["c"], 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gnomon"))
+        .args(["serve", "--http-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--datafusion-config", "optimizer.no_such_option:1"])
+        .env_remove("GNOMON_DATAFUSION_CONFIG")
+        .output()
+        .expect("running gnomon");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no_such_option"), "{stderr}");
+}
