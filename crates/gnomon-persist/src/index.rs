@@ -46,6 +46,14 @@ pub struct ParquetFile {
 }
 
 impl ParquetFile {
+    /// The object path. `path` holds it as `Path` prints it, escapes included, so it is
+    /// parsed back rather than built from parts (which would escape the escapes: a node id
+    /// with a space or a `%` then named a file that does not exist).
+    pub fn location(&self) -> object_store::path::Path {
+        object_store::path::Path::parse(&self.path)
+            .unwrap_or_else(|_| object_store::path::Path::from(self.path.as_str()))
+    }
+
     /// Per chunk start, the WAL sequence up to which this file (with older files of that
     /// chunk) holds the chunk's rows.
     pub fn watermarks(&self) -> Vec<(i64, u64)> {

@@ -346,7 +346,7 @@ impl Persister {
             ready.into_iter().map(|(f, _)| f).collect()
         };
         for file in ready {
-            let path = object_store::path::Path::from(file.path.as_str());
+            let path = file.location();
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => {
@@ -489,13 +489,7 @@ impl Persister {
         for file in &group.files {
             let bytes = match self.cache.get(&file.path) {
                 Some(b) => b,
-                None => {
-                    self.store
-                        .get(&object_store::path::Path::from(file.path.as_str()))
-                        .await?
-                        .bytes()
-                        .await?
-                }
+                None => self.store.get(&file.location()).await?.bytes().await?,
             };
             inputs.push(bytes);
         }

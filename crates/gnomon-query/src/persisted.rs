@@ -20,7 +20,7 @@ use futures::FutureExt;
 use gnomon_persist::{FileIndex, ParquetCache, ParquetFile};
 
 use crate::series_ranges::TagRunsCache;
-use object_store::path::Path;
+use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -44,8 +44,8 @@ pub struct PersistedFiles {
     pub cache: Arc<ParquetCache>,
     metadata: Arc<MetadataCache>,
     pub(crate) tag_runs: Arc<TagRunsCache>,
-    /// The directory the store keeps its objects in, when it is the local file system.
-    local_root: Option<Arc<PathBuf>>,
+    /// The store itself when it is the local file system, to find its files on disk.
+    local_files: Option<Arc<LocalFileSystem>>,
 }
 
 impl PersistedFiles {
@@ -60,16 +60,16 @@ impl PersistedFiles {
             cache,
             metadata: Arc::new(MetadataCache::new(FILE_FACTS_ENTRIES)),
             tag_runs: Arc::new(TagRunsCache::default()),
-            local_root: None,
+            local_files: None,
         }
     }
 
-    /// Reads files of the local-file store directly under `root` (its prefix), with positioned
+    /// Reads the files of `store` (the same local-file store as `self.store`) with positioned
     /// reads on the querying thread. The object store's own local reads hop to the blocking
     /// pool for every range; on a file in the page cache the hop (a thread wake-up) cost more
     /// than the read, and a query of one series makes several.
-    pub fn with_local_root(mut self, root: PathBuf) -> Self {
-        self.local_root = Some(Arc::new(root));
+    pub fn with_local_files(mut self, store: Arc<LocalFileSystem>) -> Self {
+        self.local_files = Some(store);
         self
     }
 
@@ -78,7 +78,7 @@ impl PersistedFiles {
             store: DefaultParquetFileReaderFactory::new(Arc::clone(&self.store)),
             cache: Arc::clone(&self.cache),
             metadata: Arc::clone(&self.metadata),
-            local_root: self.local_root.clone(),
+            local_files: self.local_files.clone(),
         })
     }
 
@@ -98,7 +98,7 @@ impl PersistedFiles {
             Some(b) => b,
             None => self
                 .store
-                .get(&Path::from(file.path.as_str()))
+                .get(&file.location())
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .bytes()
@@ -116,7 +116,10 @@ impl PersistedFiles {
     }
 
     pub fn partitioned_file(file: &ParquetFile) -> PartitionedFile {
-        PartitionedFile::new(file.path.clone(), file.size_bytes)
+        let mut partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
+        // `new` would escape the path's escapes again.
+        partitioned.object_meta.location = file.location();
+        partitioned
     }
 
     /// The file groups of a table scan. Files read whole are cut into `partitions` pieces of
@@ -286,7 +289,7 @@ struct CachedReaderFactory {
     store: DefaultParquetFileReaderFactory,
     cache: Arc<ParquetCache>,
     metadata: Arc<MetadataCache>,
-    local_root: Option<Arc<PathBuf>>,
+    local_files: Option<Arc<LocalFileSystem>>,
 }
 
 impl ParquetFileReaderFactory for CachedReaderFactory {
@@ -298,13 +301,14 @@ impl ParquetFileReaderFactory for CachedReaderFactory {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
         let path = file.object_meta.location.to_string();
-        let inner: Box<dyn AsyncFileReader + Send> = match (self.cache.get(&path), &self.local_root)
-        {
+        // Where the local store keeps the file (its own mapping, percent-decoding included).
+        let on_disk = self
+            .local_files
+            .as_ref()
+            .and_then(|fs| fs.path_to_filesystem(&file.object_meta.location).ok());
+        let inner: Box<dyn AsyncFileReader + Send> = match (self.cache.get(&path), on_disk) {
             (Some(bytes), _) => Box::new(InMemoryReader { bytes }),
-            (None, Some(root)) => Box::new(LocalFileReader {
-                path: object_path_on_disk(root, &file.object_meta.location),
-                file: None,
-            }),
+            (None, Some(path)) => Box::new(LocalFileReader { path, file: None }),
             (None, None) => {
                 self.store
                     .create_reader(partition_index, file, metadata_size_hint, metrics)?
@@ -358,14 +362,6 @@ impl AsyncFileReader for MetadataCachingReader {
         }
         .boxed()
     }
-}
-
-/// Where the local-file store under `root` keeps `location` (its path segments below the
-/// root, as `object_store`'s `LocalFileSystem` lays them out).
-fn object_path_on_disk(root: &std::path::Path, location: &Path) -> PathBuf {
-    let mut path = root.to_path_buf();
-    path.extend(location.parts().map(|part| part.as_ref().to_string()));
-    path
 }
 
 /// A file of the local store, read with positioned reads where the query runs.

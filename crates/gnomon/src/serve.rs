@@ -405,14 +405,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         parse_memory(&args.parquet_mem_cache_size).context("--parquet-mem-cache-size")?
     };
+    // The local-file store, also kept as itself: queries read its files in place.
+    let mut local_files = None;
     let (store, wal_backend): (Arc<dyn ObjectStore>, WalBackend) = match args.object_store {
         ObjectStoreKind::File => {
             std::fs::create_dir_all(&args.data_dir)
                 .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&args.data_dir)
-                .context("opening the file object store")?;
+            let store = Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&args.data_dir)
+                    .context("opening the file object store")?,
+            );
+            local_files = Some(Arc::clone(&store));
             let wal_dir = args.data_dir.join(&args.node_id).join("wal");
-            (Arc::new(store), WalBackend::LocalDir(wal_dir))
+            (store, WalBackend::LocalDir(wal_dir))
         }
         ObjectStoreKind::Memory => {
             let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
@@ -529,13 +534,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .with_caches(caches)
     .with_persisted({
         let files = PersistedFiles::new(Arc::clone(&store), index, cache);
-        match args.object_store {
-            // The store's own prefix: `LocalFileSystem` canonicalizes the data dir.
-            ObjectStoreKind::File => files.with_local_root(
-                std::fs::canonicalize(&args.data_dir)
-                    .with_context(|| format!("resolving {}", args.data_dir.display()))?,
-            ),
-            _ => files,
+        match local_files {
+            Some(local) => files.with_local_files(local),
+            None => files,
         }
     });
     let engine_slot = EngineSlot::default();
