@@ -213,7 +213,15 @@ impl QueryEngine {
 
     /// A session over database `db`: its tables in `public.iox`, and `information_schema`.
     pub fn session(&self, db: &str) -> Result<SessionContext, QueryError> {
-        let snapshot = self.catalog.snapshot();
+        self.session_at(self.catalog.snapshot(), db)
+    }
+
+    /// [`QueryEngine::session`] as of catalog `snapshot`.
+    fn session_at(
+        &self,
+        snapshot: Arc<gnomon_catalog::CatalogSnapshot>,
+        db: &str,
+    ) -> Result<SessionContext, QueryError> {
         let database = snapshot
             .database(db)
             .cloned()
@@ -291,42 +299,56 @@ impl QueryEngine {
         params: Option<HashMap<String, ScalarValue>>,
     ) -> Result<SendableRecordBatchStream, QueryError> {
         let started = std::time::Instant::now();
-        let catalog_sequence = self.catalog.snapshot().sequence();
-        let ctx = self.session(db)?;
+        let snapshot = self.catalog.snapshot();
+        let catalog_sequence = snapshot.sequence();
+        let ctx = self.session_at(snapshot, db)?;
         let session_done = started.elapsed();
+        let state = ctx.state();
         // A shape planned before: bind this query's values into its optimized plan.
-        let mut shape = None;
-        if params.is_none() {
-            let state = ctx.state();
-            shape = plan_cache::PlanCache::parameterize(&state, db, catalog_sequence, sql);
-            if let Some(plan) = shape
-                .as_ref()
-                .and_then(|s| self.plans.bound_plan(&state, s))
-            {
-                let sql_done = started.elapsed();
-                return self
-                    .execute_optimized(state, plan, started, session_done, sql_done, true)
-                    .await;
+        let shape = match params {
+            None => plan_cache::PlanCache::parameterize(&state, db, catalog_sequence, sql),
+            Some(_) => None,
+        };
+        if let Some(plan) = shape
+            .as_ref()
+            .and_then(|s| self.plans.bound_plan(&state, s))
+        {
+            let times = PlanningTimes {
+                started,
+                session_done,
+                sql_done: started.elapsed(),
+            };
+            return self.execute_optimized(state, plan, times, true).await;
+        }
+        let bound_params = params.is_some();
+        // A query already parsed for its shape is planned from that parse; anything else
+        // (statements, parameters) goes through `SessionContext::sql`.
+        let (state, plan) = match shape.as_ref().map(|s| s.statement.clone()) {
+            Some(statement) => {
+                let plan = state
+                    .statement_to_plan(statement)
+                    .await
+                    .map_err(QueryError::from_datafusion)?;
+                (state, plan)
             }
-        }
-        let mut frame = ctx.sql(sql).await.map_err(QueryError::from_datafusion)?;
+            None => {
+                let mut frame = ctx.sql(sql).await.map_err(QueryError::from_datafusion)?;
+                if let Some(params) = params {
+                    frame = frame
+                        .with_param_values(ParamValues::Map(
+                            params.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                        ))
+                        .map_err(QueryError::from_datafusion)?;
+                }
+                frame.into_parts()
+            }
+        };
         let sql_done = started.elapsed();
-        if let Some(params) = params {
-            frame = frame
-                .with_param_values(ParamValues::Map(
-                    params.into_iter().map(|(k, v)| (k, v.into())).collect(),
-                ))
-                .map_err(QueryError::from_datafusion)?;
-        }
+        let optimized = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
         // `… GROUP BY date_bin(…) ORDER BY 1 DESC LIMIT k`: the newest buckets first (the
-        // cheap shape test on the unoptimized plan spares other queries an extra optimization).
-        else if latest_buckets::may_apply(frame.logical_plan()) {
-            let optimized = frame
-                .clone()
-                .into_optimized_plan()
-                .map_err(QueryError::from_datafusion)?;
+        // cheap shape test on the unoptimized plan spares other queries the search).
+        if !bound_params && latest_buckets::may_apply(&plan) {
             if let Some(latest) = latest_buckets::LatestBuckets::find(&optimized) {
-                let state = ctx.state();
                 if let Some(batches) = latest
                     .run(&state)
                     .await
@@ -335,7 +357,7 @@ impl QueryEngine {
                     let schema = batches
                         .first()
                         .map(|b| b.schema())
-                        .unwrap_or_else(|| Arc::clone(frame.schema().inner()));
+                        .unwrap_or_else(|| Arc::clone(optimized.schema().inner()));
                     return Ok(Box::pin(
                         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
                             schema,
@@ -345,13 +367,15 @@ impl QueryEngine {
                 }
             }
         }
-        let (state, plan) = frame.into_parts();
-        let optimized = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
         if let Some(shape) = shape {
             self.plans.observe(&state, shape, &optimized).await;
         }
-        self.execute_optimized(state, optimized, started, session_done, sql_done, false)
-            .await
+        let times = PlanningTimes {
+            started,
+            session_done,
+            sql_done,
+        };
+        self.execute_optimized(state, optimized, times, false).await
     }
 
     /// Physical planning and start of an optimized plan (timings of the earlier steps given,
@@ -360,11 +384,14 @@ impl QueryEngine {
         &self,
         state: SessionState,
         optimized: datafusion::logical_expr::LogicalPlan,
-        started: std::time::Instant,
-        session_done: std::time::Duration,
-        sql_done: std::time::Duration,
+        times: PlanningTimes,
         cached_plan: bool,
     ) -> Result<SendableRecordBatchStream, QueryError> {
+        let PlanningTimes {
+            started,
+            session_done,
+            sql_done,
+        } = times;
         let optimize_done = started.elapsed();
         let physical = state
             .query_planner()
@@ -388,6 +415,14 @@ impl QueryEngine {
         );
         Ok(stream)
     }
+}
+
+/// When a query's planning started, and how long after that its session was made and its
+/// SQL planned (for the debug event with the planning phases).
+struct PlanningTimes {
+    started: std::time::Instant,
+    session_done: std::time::Duration,
+    sql_done: std::time::Duration,
 }
 
 /// The one child `with_new_children` gets for a plan node that has one (`node`, its name, for

@@ -50,7 +50,10 @@ const MAX_SHAPES: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Parameterized {
     key: ShapeKey,
-    statement: DFStatement,
+    /// The statement as written (planned as is while the shape has no cached plan).
+    pub(crate) statement: DFStatement,
+    /// The statement with placeholders in place of `values`.
+    shape: DFStatement,
     values: Vec<String>,
 }
 
@@ -127,8 +130,9 @@ impl PlanCache {
             return None;
         }
         let dialect = state.config().options().sql_parser.dialect;
-        let mut statement = state.sql_to_statement(sql, &dialect).ok()?;
-        let DFStatement::Statement(inner) = &mut statement else {
+        let statement = state.sql_to_statement(sql, &dialect).ok()?;
+        let mut shape = statement.clone();
+        let DFStatement::Statement(inner) = &mut shape else {
             return None;
         };
         let ast::Statement::Query(query) = inner.as_mut() else {
@@ -140,9 +144,10 @@ impl PlanCache {
             key: ShapeKey {
                 db: db.to_string(),
                 catalog_sequence,
-                text: statement.to_string(),
+                text: shape.to_string(),
             },
             statement,
+            shape,
             values,
         })
     }
@@ -204,10 +209,7 @@ async fn build(
     optimized: &LogicalPlan,
     simplifier: &Optimizer,
 ) -> Option<CachedPlan> {
-    let plan = state
-        .statement_to_plan(query.statement.clone())
-        .await
-        .ok()?;
+    let plan = state.statement_to_plan(query.shape.clone()).await.ok()?;
     if crate::latest_buckets::may_apply(&plan) || !reads_only_user_tables(&plan) {
         return None;
     }
