@@ -229,16 +229,11 @@ impl ExecutionPlan for RunAggregateExec {
                 .iter()
                 .map(|a| a.create_groups_accumulator())
                 .collect::<Result<_>>()?,
-            reduce: self
+            reductions: self
                 .aggregates
                 .iter()
                 .zip(&self.filters)
-                .map(|(a, filter)| RunReduce::of(a, filter.is_some()))
-                .collect(),
-            uncast: self
-                .aggregates
-                .iter()
-                .map(|a| integer_cast_to_float(&a.expressions()[0], &self.input.schema()))
+                .map(|(a, filter)| RunReduction::of(a, filter.is_some(), &self.input.schema()))
                 .collect(),
             schema: Arc::clone(&self.schema),
         };
@@ -259,10 +254,7 @@ struct Runs {
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Per aggregate, the direct computation of its state from each run, where there is one.
-    reduce: Vec<Option<RunReduce>>,
-    /// Per aggregate, the integer expression its argument casts to a float, when it does:
-    /// the run reduction reads the integers themselves (`avg` of an integer column).
-    uncast: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    reductions: Vec<Option<RunReduction>>,
     schema: SchemaRef,
 }
 
@@ -279,51 +271,38 @@ impl Runs {
             .map(|k| k.evaluate(batch))
             .collect::<Result<Vec<_>>>()?;
         let starts = run_starts(&keys)?;
-        let first_rows: Vec<u32> = starts.set_indices().map(|i| i as u32).collect();
-        let mut group_of_row = vec![0usize; rows];
-        for (run, bounds) in first_rows.windows(2).enumerate() {
-            group_of_row[bounds[0] as usize..bounds[1] as usize].fill(run);
-        }
+        let first_rows = UInt32Array::from_iter_values(starts.set_indices().map(|i| i as u32));
         let runs = first_rows.len();
-        if let Some(&last) = first_rows.last() {
-            group_of_row[last as usize..].fill(runs - 1);
-        }
-        let first_rows = UInt32Array::from(first_rows);
+        // Each row's run, for the accumulators (made only if an aggregate needs it).
+        let mut group_of_row: Option<Vec<usize>> = None;
         let mut columns: Vec<ArrayRef> = keys
             .iter()
             .map(|k| take(k.as_ref(), &first_rows, None))
             .collect::<std::result::Result<_, _>>()?;
-        for ((((accumulator, arguments), filter), reduce), uncast) in self
+        for (((accumulator, arguments), filter), reduction) in self
             .accumulators
             .iter_mut()
             .zip(&self.arguments)
             .zip(&self.filters)
-            .zip(&self.reduce)
-            .zip(&self.uncast)
+            .zip(&self.reductions)
         {
-            // Only `avg` reads integers as the floats they are cast to; for the others a state
-            // of the argument's type is expected.
-            if let (Some(reduce @ RunReduce::Avg), Some(integers)) = (reduce, uncast) {
-                let integers = integers.evaluate(batch)?.into_array(rows)?;
-                if let Some(state) = reduce.states(&integers, first_rows.values()) {
-                    columns.extend(state);
-                    continue;
-                }
+            if let Some(reduction) = reduction {
+                let input = reduction.input.evaluate(batch)?.into_array(rows)?;
+                columns.extend(reduction.kind.states(&input, first_rows.values())?);
+                continue;
             }
             let values = arguments
                 .iter()
                 .map(|e| e.evaluate(batch)?.into_array(rows))
                 .collect::<Result<Vec<_>>>()?;
-            if let Some(state) = reduce.and_then(|r| r.states(&values[0], first_rows.values())) {
-                columns.extend(state);
-                continue;
-            }
+            let group_of_row =
+                group_of_row.get_or_insert_with(|| run_of_each_row(first_rows.values(), rows));
             let filter = match filter {
                 Some(f) => Some(f.evaluate(batch)?.into_array(rows)?),
                 None => None,
             };
             let filter = filter.as_ref().map(|f| f.as_boolean());
-            accumulator.update_batch(&values, &group_of_row, filter, runs)?;
+            accumulator.update_batch(&values, group_of_row, filter, runs)?;
             columns.extend(accumulator.state(EmitTo::All)?);
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
@@ -345,19 +324,34 @@ enum RunReduce {
     Count,
 }
 
-impl RunReduce {
+/// The run reduction of one aggregate: what it computes, and over which expression.
+#[derive(Debug)]
+struct RunReduction {
+    kind: RunReduce,
+    /// The aggregate's argument, or for `avg` of an integer column the integers themselves
+    /// (`v as f64` per value is the cast the argument would do).
+    input: Arc<dyn PhysicalExpr>,
+}
+
+impl RunReduction {
     /// The reduction for `aggregate`, if it is a plain one (no `FILTER`, no `DISTINCT`, one
-    /// argument) whose state has the layout above; the argument's type is checked per batch.
-    fn of(aggregate: &AggregateFunctionExpr, filtered: bool) -> Option<Self> {
-        if filtered || aggregate.is_distinct() || aggregate.expressions().len() != 1 {
+    /// argument) whose state has the layout of [`RunReduce`] and whose input is of a type
+    /// handled there.
+    fn of(
+        aggregate: &AggregateFunctionExpr,
+        filtered: bool,
+        schema: &arrow::datatypes::Schema,
+    ) -> Option<Self> {
+        let [argument] = aggregate.expressions().try_into().ok()?;
+        if filtered || aggregate.is_distinct() {
             return None;
         }
         let kind = match aggregate.fun().name() {
-            "avg" => Self::Avg,
-            "sum" => Self::Sum,
-            "min" => Self::Min,
-            "max" => Self::Max,
-            "count" => Self::Count,
+            "avg" => RunReduce::Avg,
+            "sum" => RunReduce::Sum,
+            "min" => RunReduce::Min,
+            "max" => RunReduce::Max,
+            "count" => RunReduce::Count,
             _ => return None,
         };
         let state: Vec<DataType> = aggregate
@@ -367,18 +361,30 @@ impl RunReduce {
             .map(|f| f.data_type().clone())
             .collect();
         let layout_ok = match kind {
-            Self::Avg => state == [DataType::UInt64, DataType::Float64],
-            Self::Sum | Self::Min | Self::Max => {
+            RunReduce::Avg => state == [DataType::UInt64, DataType::Float64],
+            RunReduce::Sum | RunReduce::Min | RunReduce::Max => {
                 state == [DataType::Float64] || state == [DataType::Int64]
             }
-            Self::Count => state == [DataType::Int64],
+            RunReduce::Count => state == [DataType::Int64],
         };
-        layout_ok.then_some(kind)
+        let input = match kind {
+            RunReduce::Avg => integer_cast_to_float(&argument, schema).unwrap_or(argument),
+            _ => argument,
+        };
+        let input_type = input.data_type(schema).ok()?;
+        let handled = match kind {
+            RunReduce::Count => true,
+            // The state has the argument's type, so the input is a float for a float state.
+            _ => matches!(input_type, DataType::Float64 | DataType::Int64),
+        };
+        (layout_ok && handled).then_some(Self { kind, input })
     }
+}
 
-    /// The state columns of the runs starting at `first_rows` over `values`, or `None` when
-    /// `values` is not of a type handled here (the accumulator then takes the batch).
-    fn states(self, values: &ArrayRef, first_rows: &[u32]) -> Option<Vec<ArrayRef>> {
+impl RunReduce {
+    /// The state columns of the runs starting at `first_rows` over `values` (of a type
+    /// [`RunReduction::of`] accepted).
+    fn states(self, values: &ArrayRef, first_rows: &[u32]) -> Result<Vec<ArrayRef>> {
         let bounds = || {
             first_rows.iter().enumerate().map(|(i, &start)| {
                 let end = first_rows
@@ -387,61 +393,41 @@ impl RunReduce {
                 start as usize..end
             })
         };
-        if let Self::Count = self {
-            let counts: Vec<i64> = bounds()
-                .map(|r| (r.len() - values.slice(r.start, r.len()).null_count()) as i64)
-                .collect();
-            return Some(vec![Arc::new(Int64Array::from(counts))]);
-        }
-        match (self, values.data_type()) {
+        let avg = |runs: Vec<Option<(u64, f64)>>| -> Vec<ArrayRef> {
+            let counts: UInt64Array = runs.iter().map(|run| run.map(|(n, _)| n)).collect();
+            let sums: Float64Array = runs.iter().map(|run| run.map(|(_, sum)| sum)).collect();
+            vec![Arc::new(counts), Arc::new(sums)]
+        };
+        Ok(match (self, values.data_type()) {
+            (Self::Count, _) => {
+                let counts: Int64Array = bounds()
+                    .map(|r| {
+                        let nulls = values
+                            .nulls()
+                            .map_or(0, |n| n.slice(r.start, r.len()).null_count());
+                        Some((r.len() - nulls) as i64)
+                    })
+                    .collect();
+                vec![Arc::new(counts)]
+            }
             (Self::Avg, DataType::Float64) => {
                 let values = values.as_primitive::<Float64Type>();
-                let (counts, sums): (Vec<Option<u64>>, Vec<Option<f64>>) = bounds()
-                    .map(|r| match run_fold(values, r, 0.0, |a, v| a + v) {
-                        Some((n, sum)) => (Some(n), Some(sum)),
-                        None => (None, None),
-                    })
-                    .unzip();
-                Some(vec![
-                    Arc::new(UInt64Array::from(counts)),
-                    Arc::new(Float64Array::from(sums)),
-                ])
+                avg(bounds()
+                    .map(|r| run_fold(values, r, 0.0, |a, v| a + v))
+                    .collect())
             }
             (Self::Avg, DataType::Int64) => {
-                // `avg` of integers casts them to floats first; `v as f64` is that cast.
                 let values = values.as_primitive::<Int64Type>();
-                let (counts, sums): (Vec<Option<u64>>, Vec<Option<f64>>) = bounds()
-                    .map(|r| {
-                        let slice = &values.values()[r.clone()];
-                        let (n, sum) = match values.nulls() {
-                            None => (
-                                slice.len() as u64,
-                                slice.iter().fold(0.0, |a, &v| a + v as f64),
-                            ),
-                            Some(nulls) => slice
-                                .iter()
-                                .zip(r)
-                                .filter(|(_, i)| nulls.is_valid(*i))
-                                .fold((0u64, 0.0), |(n, a), (&v, _)| (n + 1, a + v as f64)),
-                        };
-                        if n > 0 {
-                            (Some(n), Some(sum))
-                        } else {
-                            (None, None)
-                        }
-                    })
-                    .unzip();
-                Some(vec![
-                    Arc::new(UInt64Array::from(counts)),
-                    Arc::new(Float64Array::from(sums)),
-                ])
+                avg(bounds()
+                    .map(|r| run_fold(values, r, 0.0, |a, v| a + v as f64))
+                    .collect())
             }
-            (Self::Sum, DataType::Float64) => Some(vec![Arc::new(
+            (Self::Sum, DataType::Float64) => vec![Arc::new(
                 bounds()
                     .map(|r| run_fold(values.as_primitive::<Float64Type>(), r, 0.0, |a, v| a + v))
                     .map(|s| s.map(|(_, v)| v))
                     .collect::<Float64Array>(),
-            )]),
+            )],
             (Self::Min | Self::Max, DataType::Float64) => {
                 let values = values.as_primitive::<Float64Type>();
                 // DataFusion's own update: NaN replaces the current value, which starts at
@@ -460,11 +446,11 @@ impl RunReduce {
                         }
                     }),
                 };
-                Some(vec![Arc::new(
+                vec![Arc::new(
                     bounds()
                         .map(|r| fold(r).map(|(_, v)| v))
                         .collect::<Float64Array>(),
-                )])
+                )]
             }
             (Self::Sum | Self::Min | Self::Max, DataType::Int64) => {
                 let values = values.as_primitive::<Int64Type>();
@@ -473,14 +459,16 @@ impl RunReduce {
                     Self::Min => run_fold(values, r, i64::MAX, i64::min),
                     _ => run_fold(values, r, i64::MIN, i64::max),
                 };
-                Some(vec![Arc::new(
+                vec![Arc::new(
                     bounds()
                         .map(|r| fold(r).map(|(_, v)| v))
                         .collect::<Int64Array>(),
-                )])
+                )]
             }
-            _ => None,
-        }
+            (kind, other) => {
+                return internal_err!("no run reduction {kind:?} over {other}");
+            }
+        })
     }
 }
 
@@ -494,14 +482,24 @@ fn integer_cast_to_float(
     (from_integers && cast.cast_type() == &DataType::Float64).then(|| Arc::clone(cast.expr()))
 }
 
-/// Folds the non-null values of `values[rows]` in row order: their number and the result,
-/// or `None` when there are none.
-fn run_fold<T: arrow::datatypes::ArrowPrimitiveType>(
+/// Each row's run, from the runs' first rows (for the groups accumulators).
+fn run_of_each_row(first_rows: &[u32], rows: usize) -> Vec<usize> {
+    let mut group_of_row = vec![0usize; rows];
+    for (run, &start) in first_rows.iter().enumerate() {
+        let end = first_rows.get(run + 1).map_or(rows, |&next| next as usize);
+        group_of_row[start as usize..end].fill(run);
+    }
+    group_of_row
+}
+
+/// Folds the non-null values of `values[rows]` in row order into `init`: their number and
+/// the result, or `None` when there are none.
+fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
     values: &arrow::array::PrimitiveArray<T>,
     rows: std::ops::Range<usize>,
-    init: T::Native,
-    f: impl Fn(T::Native, T::Native) -> T::Native,
-) -> Option<(u64, T::Native)> {
+    init: A,
+    f: impl Fn(A, T::Native) -> A,
+) -> Option<(u64, A)> {
     let slice = &values.values()[rows.clone()];
     let (count, result) = match values.nulls() {
         None => (slice.len() as u64, slice.iter().fold(init, |a, &v| f(a, v))),
