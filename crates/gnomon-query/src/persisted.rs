@@ -364,35 +364,46 @@ impl AsyncFileReader for MetadataCachingReader {
     }
 }
 
+/// A whole file's footer, page index included (what one query does not need, the next may).
+fn parse_footer<R: parquet::file::reader::ChunkReader>(
+    file: &R,
+) -> parquet::errors::Result<Arc<ParquetMetaData>> {
+    ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .parse_and_finish(file)
+        .map(Arc::new)
+}
+
 /// A file of the local store, read with positioned reads where the query runs.
 struct LocalFileReader {
     path: PathBuf,
-    file: Option<Arc<std::fs::File>>,
+    /// Opened on the first read.
+    file: Option<std::fs::File>,
 }
 
 impl LocalFileReader {
-    fn file(&mut self) -> parquet::errors::Result<Arc<std::fs::File>> {
-        if let Some(file) = &self.file {
-            return Ok(Arc::clone(file));
+    fn file(&mut self) -> parquet::errors::Result<&std::fs::File> {
+        if self.file.is_none() {
+            let file = std::fs::File::open(&self.path).map_err(|e| {
+                parquet::errors::ParquetError::External(
+                    format!("opening {}: {e}", self.path.display()).into(),
+                )
+            })?;
+            self.file = Some(file);
         }
-        let file = Arc::new(std::fs::File::open(&self.path).map_err(|e| {
-            parquet::errors::ParquetError::External(
-                format!("opening {}: {e}", self.path.display()).into(),
-            )
-        })?);
-        self.file = Some(Arc::clone(&file));
-        Ok(file)
+        Ok(self.file.as_ref().expect("opened above"))
     }
 
     fn read(&mut self, range: Range<u64>) -> parquet::errors::Result<Bytes> {
         use std::os::unix::fs::FileExt;
-        let file = self.file()?;
         let mut buffer = vec![0; (range.end - range.start) as usize];
-        file.read_exact_at(&mut buffer, range.start).map_err(|e| {
-            parquet::errors::ParquetError::External(
-                format!("reading {:?} of {}: {e}", range, self.path.display()).into(),
-            )
-        })?;
+        self.file()?
+            .read_exact_at(&mut buffer, range.start)
+            .map_err(|e| {
+                parquet::errors::ParquetError::External(
+                    format!("reading {:?} of {}: {e}", range, self.path.display()).into(),
+                )
+            })?;
         Ok(Bytes::from(buffer))
     }
 }
@@ -415,12 +426,7 @@ impl AsyncFileReader for LocalFileReader {
         &'a mut self,
         _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        let result = self.file().and_then(|file| {
-            ParquetMetaDataReader::new()
-                .with_page_index_policy(PageIndexPolicy::Optional)
-                .parse_and_finish(file.as_ref())
-                .map(Arc::new)
-        });
+        let result = self.file().and_then(parse_footer);
         async move { result }.boxed()
     }
 }
@@ -447,10 +453,7 @@ impl AsyncFileReader for InMemoryReader {
         &'a mut self,
         _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        let result = ParquetMetaDataReader::new()
-            .with_page_index_policy(PageIndexPolicy::Optional)
-            .parse_and_finish(&self.bytes)
-            .map(Arc::new);
+        let result = parse_footer(&self.bytes);
         async move { result }.boxed()
     }
 }
