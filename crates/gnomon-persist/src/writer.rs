@@ -37,7 +37,7 @@ pub struct EncodedFile {
     pub rows: u64,
 }
 
-/// Writer settings: zstd; dictionaries for tags, strings, booleans and floats (floats fall
+/// Writer settings: zstd (tags uncompressed); dictionaries for tags, strings, booleans and floats (floats fall
 /// back to byte-stream-split when a column has too many distinct values); delta encoding
 /// without dictionary for `time` and integers; page-level statistics.
 pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
@@ -60,6 +60,13 @@ pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties 
                 .set_column_dictionary_enabled(path.clone(), false)
                 .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
             DataType::Float64 => builder.set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT),
+            // Tags: a dictionary and runs of keys, which zstd does not make smaller (on TSBS
+            // data it made most tag columns larger), while every column chunk it compresses
+            // costs a reader a compression and a decompression context (parquet-rs builds
+            // both per chunk): a query pinning a host read its tag column only to pay that.
+            DataType::Dictionary(..) => {
+                builder.set_column_compression(path, Compression::UNCOMPRESSED)
+            }
             _ => builder,
         };
     }
@@ -180,5 +187,8 @@ mod tests {
         assert!(column.statistics().is_some(), "time statistics are written");
         // The file records the codec, not its level.
         assert!(matches!(column.compression(), Compression::ZSTD(_)));
+        // Tags (dictionaries) are left uncompressed.
+        let tag = meta.metadata().row_group(0).column(0);
+        assert_eq!(tag.compression(), Compression::UNCOMPRESSED);
     }
 }
