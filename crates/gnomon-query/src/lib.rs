@@ -12,6 +12,7 @@
 //! [`Buffer::record_batches`](gnomon_write_buffer::Buffer::record_batches).
 
 mod caches;
+mod direct;
 pub mod format;
 pub mod functions;
 mod latest_buckets;
@@ -313,6 +314,9 @@ impl QueryEngine {
             .as_ref()
             .and_then(|s| self.plans.bound_plan(&state, s))
         {
+            if let Some(stream) = direct_stream(&plan, &state).await {
+                return Ok(stream);
+            }
             let times = PlanningTimes {
                 started,
                 session_done,
@@ -345,6 +349,12 @@ impl QueryEngine {
         };
         let sql_done = started.elapsed();
         let optimized = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
+        if let Some(stream) = direct_stream(&optimized, &state).await {
+            if let Some(shape) = shape {
+                self.plans.observe(&state, shape, &optimized).await;
+            }
+            return Ok(stream);
+        }
         // `… GROUP BY date_bin(…) ORDER BY 1 DESC LIMIT k`: the newest buckets first (the
         // cheap shape test on the unoptimized plan spares other queries the search).
         if !bound_params && latest_buckets::may_apply(&plan) {
@@ -415,6 +425,33 @@ impl QueryEngine {
         );
         Ok(stream)
     }
+}
+
+/// The answer of `plan` computed without a physical plan ([`direct`]), as a stream of the
+/// plan's schema, when it has a shape that allows it.
+async fn direct_stream(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    state: &SessionState,
+) -> Option<SendableRecordBatchStream> {
+    let schema = Arc::clone(plan.schema().inner());
+    let batches = direct::try_execute(plan, state)
+        .await?
+        .into_iter()
+        .map(|b| {
+            datafusion::arrow::array::RecordBatch::try_new(
+                Arc::clone(&schema),
+                b.columns().to_vec(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .inspect_err(|e| tracing::warn!(error = %e, "direct answer of another schema"))
+        .ok()?;
+    Some(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ),
+    ))
 }
 
 /// When a query's planning started, and how long after that its session was made and its

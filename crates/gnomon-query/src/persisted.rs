@@ -23,7 +23,9 @@ use crate::series_ranges::TagRunsCache;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use std::collections::HashMap;
@@ -43,6 +45,8 @@ pub struct PersistedFiles {
     pub index: Arc<FileIndex>,
     pub cache: Arc<ParquetCache>,
     metadata: Arc<MetadataCache>,
+    /// Footers with their Arrow schema decoded, for reads outside a DataFusion scan.
+    arrow_metadata: Arc<FileFacts<String, ArrowReaderMetadata>>,
     pub(crate) tag_runs: Arc<TagRunsCache>,
     /// The store itself when it is the local file system, to find its files on disk.
     local_files: Option<Arc<LocalFileSystem>>,
@@ -59,6 +63,7 @@ impl PersistedFiles {
             index,
             cache,
             metadata: Arc::new(MetadataCache::new(FILE_FACTS_ENTRIES)),
+            arrow_metadata: Arc::new(FileFacts::new(FILE_FACTS_ENTRIES)),
             tag_runs: Arc::new(TagRunsCache::default()),
             local_files: None,
         }
@@ -90,6 +95,19 @@ impl PersistedFiles {
             None,
             &ExecutionPlanMetricsSet::new(),
         )
+    }
+
+    /// `file`'s footer with its Arrow schema (decoding the schema embedded in the footer
+    /// costs more than a small read).
+    pub(crate) async fn arrow_metadata(&self, file: &ParquetFile) -> Result<ArrowReaderMetadata> {
+        if let Some(found) = self.arrow_metadata.get(file.path.as_str()) {
+            return Ok(found);
+        }
+        let metadata = self.open(file)?.get_metadata(None).await?;
+        let decoded = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())?;
+        self.arrow_metadata
+            .insert(file.path.clone(), decoded.clone());
+        Ok(decoded)
     }
 
     /// All rows of a file (for merging with other sources of the same time range).

@@ -175,9 +175,9 @@ type Span = (i64, i64, Option<Arc<ParquetFile>>, Option<RecordBatch>);
 
 /// Everything holding rows of one chunk time range, oldest write first.
 #[derive(Default)]
-struct RangeSources {
-    files: Vec<Arc<ParquetFile>>,
-    buffered: Vec<RecordBatch>,
+pub(crate) struct RangeSources {
+    pub(crate) files: Vec<Arc<ParquetFile>>,
+    pub(crate) buffered: Vec<RecordBatch>,
 }
 
 impl fmt::Debug for TableScanProvider {
@@ -267,22 +267,11 @@ impl TableProvider for TableScanProvider {
 }
 
 impl TableScanProvider {
-    /// The scan of every source overlapping `range`.
-    async fn scan_range(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        range: TimeRange,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if range.min > range.max {
-            return MemorySourceConfig::try_new_exec(
-                &[vec![]],
-                Arc::clone(&self.schema),
-                projection.cloned(),
-            )
-            .map(|e| e as Arc<dyn ExecutionPlan>);
-        }
+    /// Every source overlapping `range`, grouped: sources whose chunk ranges overlap (a
+    /// compacted file spans many chunks; a late write's chunk may fall inside it) must be
+    /// merged together. Within a group, files oldest snapshot first, then the buffer's
+    /// chunks, oldest first.
+    pub(crate) fn range_sources(&self, range: TimeRange) -> Vec<RangeSources> {
         // The buffer first, then the index: a snapshot publishes its files before it drops
         // the chunks, so every row is seen in at least one of the two reads.
         let chunks = self
@@ -294,8 +283,6 @@ impl TableScanProvider {
                 .files(self.db_id, self.table.id, range.min, range.max),
             None => Vec::new(),
         };
-        // Sources whose chunk ranges overlap (a compacted file spans many chunks; a late
-        // write's chunk may fall inside it) are merged together.
         let mut spans: Vec<Span> = files
             .into_iter()
             .map(|f| (f.chunk_start, f.chunk_end, Some(f), None))
@@ -320,14 +307,46 @@ impl TableScanProvider {
             sources.files.extend(file);
             sources.buffered.extend(batch);
         }
-        for (_, sources) in &mut by_range {
-            // Oldest write first: a compacted file sorts by the newest snapshot it holds.
-            sources.files.sort_by_key(|f| f.snapshot);
+        by_range
+            .into_iter()
+            .map(|(_, mut sources)| {
+                // Oldest write first: a compacted file sorts by the newest snapshot it holds.
+                sources.files.sort_by_key(|f| f.snapshot);
+                sources
+            })
+            .collect()
+    }
+
+    /// The table's files and buffer, and its schema, for reading outside a DataFusion scan.
+    pub(crate) fn persisted(&self) -> Option<&PersistedFiles> {
+        self.persisted.as_ref()
+    }
+
+    pub(crate) fn retention_ns(&self) -> Option<i64> {
+        self.retention_ns
+    }
+
+    /// The scan of every source overlapping `range`.
+    async fn scan_range(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        range: TimeRange,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if range.min > range.max {
+            return MemorySourceConfig::try_new_exec(
+                &[vec![]],
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )
+            .map(|e| e as Arc<dyn ExecutionPlan>);
         }
+        let by_range = self.range_sources(range);
 
         let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
         let mut plain_files: Vec<Arc<ParquetFile>> = Vec::new();
-        for (_, sources) in by_range {
+        for sources in by_range {
             match (sources.files.len(), sources.buffered.len()) {
                 (1, 0) => plain_files.extend(sources.files),
                 (0, _) if sources.buffered.len() == 1 => partitions.push(sources.buffered),

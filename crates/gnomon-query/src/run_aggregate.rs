@@ -494,7 +494,7 @@ fn run_of_each_row(first_rows: &[u32], rows: usize) -> Vec<usize> {
 
 /// Folds the non-null values of `values[rows]` in row order into `init`: their number and
 /// the result, or `None` when there are none.
-fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
+pub(crate) fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
     values: &arrow::array::PrimitiveArray<T>,
     rows: std::ops::Range<usize>,
     init: A,
@@ -515,7 +515,7 @@ fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
 /// A group expression, with a fast path for `date_bin` by a fixed interval: DataFusion's
 /// kernel does checked 64-bit division for every row, which was a sixth of a
 /// `GROUP BY date_bin(…), host` query; sorted times mostly stay in the last row's bin.
-enum GroupKey {
+pub(crate) enum GroupKey {
     Expr(Arc<dyn PhysicalExpr>),
     DateBin {
         stride: i64,
@@ -532,7 +532,7 @@ impl GroupKey {
     }
 
     /// `date_bin(<fixed-length interval>, time[, origin])` on a nanosecond timestamp.
-    fn date_bin(expr: &Arc<dyn PhysicalExpr>) -> Option<Self> {
+    pub(crate) fn date_bin(expr: &Arc<dyn PhysicalExpr>) -> Option<Self> {
         let function = expr.downcast_ref::<ScalarFunctionExpr>()?;
         if function.name() != "date_bin" {
             return None;
@@ -555,7 +555,7 @@ impl GroupKey {
         })
     }
 
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+    pub(crate) fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         let rows = batch.num_rows();
         match self {
             Self::Expr(e) => e.evaluate(batch)?.into_array(rows),
