@@ -1147,8 +1147,8 @@ fn a_column_added_later_reads_in_both_shapes() {
                 && t % 3 != 0
         })
         .map(|(t, h, d)| Write {
-            host: *h,
-            dc: *d,
+            host: h,
+            dc: d,
             t: *t,
             f: Fields {
                 k: Some(t % 11),
