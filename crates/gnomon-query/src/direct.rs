@@ -219,15 +219,18 @@ impl<'a> Shape<'a> {
             pieces.push(run_work(work, persisted.cloned(), &scan_schema, &lower).await?);
         } else {
             // Reads of more than a few thousand rows are shared between the cores, in
-            // contiguous pieces of about equal rows; the results are folded in order.
+            // contiguous pieces of about equal rows; the results are folded in order. Every
+            // piece is a task of its own: a task spawned last waits in its worker's LIFO slot,
+            // which no other worker steals from, so one kept here would run after it.
             let share = candidates.div_ceil(partitions as u64);
             let mut handles = Vec::new();
             let mut piece = Vec::new();
             let mut piece_rows = 0;
-            for item in work {
+            let mut work = work.into_iter().peekable();
+            while let Some(item) = work.next() {
                 piece_rows += item.rows();
                 piece.push(item);
-                if piece_rows >= share {
+                if piece_rows >= share || work.peek().is_none() {
                     handles.push(tokio::spawn(run_work(
                         std::mem::take(&mut piece),
                         persisted.cloned(),
@@ -237,7 +240,6 @@ impl<'a> Shape<'a> {
                     piece_rows = 0;
                 }
             }
-            let last = run_work(piece, persisted.cloned(), &scan_schema, &lower).await?;
             for handle in handles {
                 pieces.push(
                     handle
@@ -245,7 +247,6 @@ impl<'a> Shape<'a> {
                         .map_err(|e| DataFusionError::External(Box::new(e)))??,
                 );
             }
-            pieces.push(last);
         }
         let mut kept = Vec::new();
         for batch in pieces.into_iter().flatten() {
