@@ -325,6 +325,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .init();
     disable_transparent_huge_pages();
+    keep_c_allocations_in_the_heap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gnomon")
@@ -351,6 +352,29 @@ fn disable_transparent_huge_pages() {
                 error = %std::io::Error::last_os_error(),
                 "could not disable transparent huge pages"
             );
+        }
+    }
+}
+
+/// Keeps the C libraries' allocations (glibc `malloc`; Rust's own go to mimalloc) in the
+/// heap, reused, instead of mapped and unmapped each time.
+///
+/// zstd allocates a compression and a decompression context (the latter ~160 KiB) for every
+/// Parquet column chunk a query reads, and frees them after. Above glibc's default mmap
+/// threshold (128 KiB) each was an `mmap`, page faults on first touch and an `munmap`, and
+/// heap growth was trimmed back after every query: on a one-host SELECT * over a compacted
+/// day, a fifth of the query's CPU. With a 4 MiB threshold and 128 MiB before trimming, the
+/// contexts reuse freed heap memory (measured: -18% CPU on `cpu-max-all-8`, RSS unchanged).
+fn keep_c_allocations_in_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets allocator tunables (under glibc's own lock).
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20) == 1
+        };
+        if !ok {
+            tracing::debug!("could not tune the C allocator");
         }
     }
 }
