@@ -58,6 +58,11 @@ pub(crate) const MAX_ROWS: u64 = 1 << 20;
 /// Candidate rows from which the reads are shared between the cores.
 const PARALLEL_ROWS: u64 = 16 * 1024;
 
+/// Candidate rows and columns from which a scan of fewer reads than cores shares the
+/// columns between the cores instead.
+const COLUMN_SPLIT_ROWS: u64 = 2048;
+const COLUMN_SPLIT_COLUMNS: usize = 8;
+
 /// Rows per batch read from a file.
 const BATCH_ROWS: usize = 8192;
 
@@ -215,7 +220,52 @@ impl<'a> Shape<'a> {
         let lower = Arc::new(lower);
         let mut pieces = Vec::new();
         let partitions = state.config().target_partitions().max(1);
-        if candidates < PARALLEL_ROWS || partitions == 1 || reads < 2 {
+        let scan_columns = scan_schema.fields().len();
+        let split = if partitions > 1
+            && (reads < partitions || candidates < PARALLEL_ROWS)
+            && candidates >= COLUMN_SPLIT_ROWS
+            && scan_columns >= COLUMN_SPLIT_COLUMNS
+        {
+            "columns"
+        } else if candidates < PARALLEL_ROWS || partitions == 1 || reads < 2 {
+            "none"
+        } else {
+            "reads"
+        };
+        if split == "columns" {
+            // Few reads of many columns (`SELECT *` on one series): the columns are shared
+            // between the cores instead, every task reading the same rows.
+            let handles: Vec<_> = (0..partitions)
+                .map(|p| {
+                    let columns: Vec<usize> = (p..scan_columns).step_by(partitions).collect();
+                    tokio::spawn(read_columns(
+                        work.clone(),
+                        columns,
+                        persisted.cloned(),
+                        Arc::clone(&scan_schema),
+                    ))
+                })
+                .collect();
+            let mut parts = Vec::new();
+            for handle in handles {
+                parts.push(
+                    handle
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))??,
+                );
+            }
+            let mut batches = Vec::new();
+            for batch in zip_columns(&scan_schema, partitions, parts)? {
+                let mut batch = batch;
+                for step in lower.iter() {
+                    batch = step.apply(batch)?;
+                }
+                if batch.num_rows() > 0 {
+                    batches.push(batch);
+                }
+            }
+            pieces.push(batches);
+        } else if split == "none" {
             pieces.push(run_work(work, persisted.cloned(), &scan_schema, &lower).await?);
         } else {
             // Reads of more than a few thousand rows are shared between the cores, in
@@ -255,7 +305,7 @@ impl<'a> Shape<'a> {
                 None => kept.push(batch),
             }
         }
-        tracing::debug!(reads, candidates, "served directly");
+        tracing::debug!(reads, candidates, split, "served directly");
         let schema = match self.lower.first() {
             Some(top) => Arc::clone(top.schema().inner()),
             None => scan_schema,
@@ -290,6 +340,7 @@ fn only_input(node: &LogicalPlan) -> Option<&LogicalPlan> {
 }
 
 /// Rows to read: a buffered batch (already projected), or row groups of a file.
+#[derive(Clone)]
 enum Work {
     Buffered(RecordBatch),
     Read(Read),
@@ -305,6 +356,7 @@ impl Work {
 }
 
 /// Some row groups of a file, and the rows to read among them (all when no selection).
+#[derive(Clone)]
 struct Read {
     file: Arc<ParquetFile>,
     metadata: ArrowReaderMetadata,
@@ -340,6 +392,62 @@ async fn run_work(
                 out.push(batch);
             }
         }
+    }
+    Ok(out)
+}
+
+/// The columns `columns` (indices into `schema`) of the rows of `work`, in order, one batch
+/// per batch read (whatever the columns, the same rows make the same batches).
+async fn read_columns(
+    work: Vec<Work>,
+    columns: Vec<usize>,
+    persisted: Option<PersistedFiles>,
+    schema: SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let schema = Arc::new(schema.project(&columns)?);
+    let mut out = Vec::new();
+    for item in work {
+        match item {
+            Work::Buffered(batch) => out.push(batch.project(&columns)?),
+            Work::Read(read) => {
+                let persisted = persisted
+                    .as_ref()
+                    .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
+                out.extend(read_rows(persisted, read, &schema).await?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The batches of `schema` whose columns `parts` hold: part `p` has columns `p`, `p + n`,
+/// `p + 2n`, … (`n` parts), batch by batch.
+fn zip_columns(
+    schema: &SchemaRef,
+    n: usize,
+    parts: Vec<Vec<RecordBatch>>,
+) -> Result<Vec<RecordBatch>> {
+    let batches = parts.first().map_or(0, |p| p.len());
+    if parts.iter().any(|p| p.len() != batches) {
+        return Err(DataFusionError::Internal("column reads out of step".into()));
+    }
+    let mut out = Vec::with_capacity(batches);
+    for i in 0..batches {
+        let rows = parts[0][i].num_rows();
+        let columns = (0..schema.fields().len())
+            .map(|c| {
+                let batch = &parts[c % n][i];
+                if batch.num_rows() != rows {
+                    return Err(DataFusionError::Internal("column reads out of step".into()));
+                }
+                Ok(Arc::clone(batch.column(c / n)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?);
     }
     Ok(out)
 }
@@ -889,6 +997,44 @@ mod tests {
             .into_iter()
             .map(|(g, inside)| (g, inside.iter().map(|r| (r.start, r.end)).collect()))
             .collect()
+    }
+
+    #[test]
+    fn columns_read_apart_are_zipped_back_in_order() {
+        use arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(
+            (0..5)
+                .map(|i| Field::new(format!("c{i}"), DataType::Int64, false))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = |columns: &[usize], values: &[i64]| {
+            let schema = Arc::new(schema.project(columns).unwrap());
+            let arrays = columns
+                .iter()
+                .map(|&c| {
+                    Arc::new(Int64Array::from_iter_values(
+                        values.iter().map(|v| v * 10 + c as i64),
+                    )) as ArrayRef
+                })
+                .collect();
+            RecordBatch::try_new(schema, arrays).unwrap()
+        };
+        // Two parts: columns 0, 2, 4 and 1, 3; two batches of 2 and 1 rows.
+        let parts = vec![
+            vec![batch(&[0, 2, 4], &[1, 2]), batch(&[0, 2, 4], &[3])],
+            vec![batch(&[1, 3], &[1, 2]), batch(&[1, 3], &[3])],
+        ];
+        let zipped = zip_columns(&schema, 2, parts).unwrap();
+        assert_eq!(
+            zipped,
+            vec![
+                batch(&[0, 1, 2, 3, 4], &[1, 2]),
+                batch(&[0, 1, 2, 3, 4], &[3])
+            ]
+        );
+        // Parts out of step are refused, not zipped wrongly.
+        let parts = vec![vec![batch(&[0, 2, 4], &[1, 2])], vec![batch(&[1, 3], &[1])]];
+        assert!(zip_columns(&schema, 2, parts).is_err());
     }
 
     #[test]
