@@ -432,8 +432,8 @@ fn zip_columns(
         return Err(DataFusionError::Internal("column reads out of step".into()));
     }
     let mut out = Vec::with_capacity(batches);
-    for i in 0..batches {
-        let rows = parts[0][i].num_rows();
+    for (i, first) in parts.first().into_iter().flatten().enumerate() {
+        let rows = first.num_rows();
         let columns = (0..schema.fields().len())
             .map(|c| {
                 let batch = &parts[c % n][i];
