@@ -191,14 +191,7 @@ impl<'a> Shape<'a> {
                 ([file], []) => {
                     let persisted = persisted
                         .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-                    let rows = if constraints.is_empty() {
-                        FileRows::All
-                    } else {
-                        persisted
-                            .tag_runs
-                            .file_rows(&file.path, &constraints, || persisted.open(file))
-                            .await?
-                    };
+                    let rows = persisted.file_rows(file, &constraints).await?;
                     for read in file_reads(persisted, file, &rows).await? {
                         candidates += read.rows;
                         work.push(Work::Read(read));
@@ -246,14 +239,7 @@ impl<'a> Shape<'a> {
                     ))
                 })
                 .collect();
-            let mut parts = Vec::new();
-            for handle in handles {
-                parts.push(
-                    handle
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))??,
-                );
-            }
+            let parts = join_all(handles).await?;
             let mut batches = Vec::new();
             for batch in zip_columns(&scan_schema, partitions, parts)? {
                 let mut batch = batch;
@@ -290,13 +276,7 @@ impl<'a> Shape<'a> {
                     piece_rows = 0;
                 }
             }
-            for handle in handles {
-                pieces.push(
-                    handle
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))??,
-                );
-            }
+            pieces = join_all(handles).await?;
         }
         let mut kept = Vec::new();
         for batch in pieces.into_iter().flatten() {
@@ -392,6 +372,18 @@ async fn run_work(
                 out.push(batch);
             }
         }
+    }
+    Ok(out)
+}
+
+/// The results of `tasks`, in order.
+async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(
+            task.await
+                .map_err(|e| DataFusionError::External(Box::new(e)))??,
+        );
     }
     Ok(out)
 }

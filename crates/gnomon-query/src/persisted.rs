@@ -110,6 +110,20 @@ impl PersistedFiles {
         Ok(decoded)
     }
 
+    /// The rows of `file` the tag `constraints` may match (every row without constraints).
+    pub(crate) async fn file_rows(
+        &self,
+        file: &ParquetFile,
+        constraints: &[crate::series_ranges::TagValues],
+    ) -> Result<crate::series_ranges::FileRows> {
+        if constraints.is_empty() {
+            return Ok(crate::series_ranges::FileRows::All);
+        }
+        self.tag_runs
+            .file_rows(&file.path, constraints, || self.open(file))
+            .await
+    }
+
     /// All rows of a file (for merging with other sources of the same time range).
     pub async fn read_all(&self, file: &ParquetFile) -> Result<Vec<RecordBatch>> {
         let bytes = match self.cache.get(&file.path) {

@@ -383,14 +383,7 @@ impl TableScanProvider {
             let partitions = state.config().target_partitions();
             let mut selected = Vec::with_capacity(plain_files.len());
             for file in &plain_files {
-                let rows = if constraints.is_empty() {
-                    FileRows::All
-                } else {
-                    persisted
-                        .tag_runs
-                        .file_rows(&file.path, &constraints, || persisted.open(file))
-                        .await?
-                };
+                let rows = persisted.file_rows(file, &constraints).await?;
                 let mut partitioned = PersistedFiles::partitioned_file(file);
                 // A selection spanning row groups is read by several partitions, each its
                 // share of those row groups (see `PersistedFiles::spread_for_scan`).

@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::Server;
+use common::{chrono_like, Server};
 use serde_json::Value;
 
 /// 2023-11-14T22:00:00Z: the first row's time (s).
@@ -475,6 +475,20 @@ enum Item {
 }
 
 /// A shape-A query: the select list (alias, item), in order.
+/// A query of the tests and its definition's answer.
+trait Query {
+    fn sql(&self) -> String;
+    fn expected(&self, truth: &Truth) -> Expected;
+
+    /// Runs the query and compares its answer with the definition's; the rows expected.
+    #[track_caller]
+    fn check(&self, server: &Server, db: &str, truth: &Truth) -> usize {
+        let want = self.expected(truth);
+        check(server, db, &self.sql(), &want);
+        want.len()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Buckets {
     /// The interval as SQL text and in seconds.
@@ -519,7 +533,7 @@ const MINUTE: (&str, i64) = ("1 minute", 60);
 const SEVEN: (&str, i64) = ("7 minutes", 420);
 const ONE_HOUR: (&str, i64) = ("1 hour", 3600);
 
-impl Buckets {
+impl Query for Buckets {
     fn sql(&self) -> String {
         let bucket = match self.origin {
             None => format!("date_bin(INTERVAL '{}', time)", self.every.0),
@@ -600,13 +614,6 @@ impl Buckets {
             })
             .collect()
     }
-
-    #[track_caller]
-    fn check(&self, server: &Server, db: &str, truth: &Truth) -> usize {
-        let want = self.expected(truth);
-        check(server, db, &self.sql(), &want);
-        want.len()
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -644,7 +651,7 @@ fn scan(field: Field, op: Op, value: (&'static str, f64), pin: Pin, window: Wind
     }
 }
 
-impl Scan {
+impl Query for Scan {
     fn sql(&self) -> String {
         let cols = self.cols.as_ref().map_or("*".to_string(), |c| c.join(", "));
         let op = match self.op {
@@ -700,13 +707,6 @@ impl Scan {
             })
             .collect()
     }
-
-    #[track_caller]
-    fn check(&self, server: &Server, db: &str, truth: &Truth) -> usize {
-        let want = self.expected(truth);
-        check(server, db, &self.sql(), &want);
-        want.len()
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -740,28 +740,6 @@ fn empty() -> Window {
 
 fn windows() -> [Window; 4] {
     [in_files(), across_files(), in_buffer(), spanning()]
-}
-
-/// The API's time format for a whole second: `2023-11-14T22:13:20`.
-fn chrono_like(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rem = seconds.rem_euclid(86_400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 // ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::Server;
+use common::{chrono_like, Server};
 use serde_json::Value;
 
 const NS: i64 = 1_000_000_000;
@@ -407,28 +407,6 @@ fn the_newest_row_per_tag_reads_newest_sources_first() {
         .expect_status(200);
     server.post("/api/v3/gnomon/compact", "").expect_status(200);
     check(&server);
-}
-
-/// The API's time format for a whole second: `2023-11-14T22:13:20`.
-fn chrono_like(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rem = seconds.rem_euclid(86_400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Repeated query shapes run from a cached plan with each query's own values bound
