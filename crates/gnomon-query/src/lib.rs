@@ -427,6 +427,27 @@ impl QueryEngine {
     }
 }
 
+/// Runs a logical plan built outside SQL (InfluxQL) to completion: the direct path
+/// ([`direct`]) when its shape allows, DataFusion otherwise.
+pub async fn collect_plan(
+    state: &SessionState,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    let optimized = state.optimize(&plan)?;
+    if let Some(stream) = direct_stream(&optimized, state).await {
+        return datafusion::physical_plan::common::collect(stream).await;
+    }
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, state)
+        .await?;
+    datafusion::physical_plan::collect(
+        physical,
+        Arc::new(datafusion::execution::TaskContext::from(state)),
+    )
+    .await
+}
+
 /// The answer of `plan` computed without a physical plan ([`direct`]), as a stream of the
 /// plan's schema, when it has a shape that allows it.
 async fn direct_stream(

@@ -392,14 +392,12 @@ async fn execute(
             let planned = plan_select(&s, schema.as_ref(), now_ns())
                 .await
                 .map_err(StmtError::datafusion)?;
-            let frame = ctx
-                .execute_logical_plan(planned.plan)
+            let batches = gnomon_query::collect_plan(&ctx.state(), planned.plan)
                 .await
-                .map_err(StmtError::datafusion)?;
-            let batches = frame.collect().await.map_err(|e| StmtError {
-                class: Class::Execution,
-                message: format!("datafusion error: {e}"),
-            })?;
+                .map_err(|e| StmtError {
+                    class: Class::Execution,
+                    message: format!("datafusion error: {e}"),
+                })?;
             Ok(Output::Rows {
                 batches,
                 tag_columns: planned.tag_columns,
