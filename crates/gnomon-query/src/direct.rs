@@ -48,7 +48,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use crate::persisted::PersistedFiles;
 use crate::provider::TableScanProvider;
-use crate::run_aggregate::{run_fold, GroupKey};
+use crate::run_aggregate::{GroupKey, RunReduce};
 use crate::series_ranges::{tag_constraints, FileRows};
 use crate::time_range::TimeRange;
 
@@ -673,16 +673,6 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     )?)
 }
 
-/// What an aggregate computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reduce {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-}
-
 /// One aggregate's state per bucket: how many values it saw, and its running value.
 enum States {
     Counts,
@@ -691,86 +681,51 @@ enum States {
 }
 
 struct Accumulator {
-    reduce: Reduce,
+    reduce: RunReduce,
     argument: Arc<dyn PhysicalExpr>,
     counts: Vec<u64>,
     states: States,
 }
 
 impl Accumulator {
-    fn initial_int(&self) -> i64 {
-        match self.reduce {
-            Reduce::Min => i64::MAX,
-            Reduce::Max => i64::MIN,
-            _ => 0,
-        }
-    }
-
-    fn initial_float(&self) -> f64 {
-        // DataFusion's min and max start at the extreme finite values.
-        match self.reduce {
-            Reduce::Min => f64::MAX,
-            Reduce::Max => f64::MIN,
-            _ => 0.0,
-        }
-    }
-
     fn grow(&mut self) {
         self.counts.push(0);
-        let (int, float) = (self.initial_int(), self.initial_float());
         match &mut self.states {
             States::Counts => {}
-            States::Ints(v) => v.push(int),
-            States::Floats(v) => v.push(float),
+            States::Ints(v) => v.push(self.reduce.initial_i64()),
+            States::Floats(v) => v.push(self.reduce.initial_f64()),
         }
     }
 
     /// Folds `values[rows]` into bucket `slot`, in row order.
     fn fold(&mut self, values: &ArrayRef, rows: Range<usize>, slot: usize) {
-        let reduce = self.reduce;
-        match &mut self.states {
+        let folded_count = match &mut self.states {
             States::Counts => {
                 let nulls = values
                     .logical_nulls()
                     .map_or(0, |n| n.slice(rows.start, rows.len()).null_count());
-                self.counts[slot] += (rows.len() - nulls) as u64;
+                (rows.len() - nulls) as u64
             }
             States::Ints(states) => {
-                let values = values.as_primitive::<Int64Type>();
-                let folded = match reduce {
-                    Reduce::Min => run_fold(values, rows, states[slot], i64::min),
-                    Reduce::Max => run_fold(values, rows, states[slot], i64::max),
-                    _ => run_fold(values, rows, states[slot], i64::wrapping_add),
-                };
-                if let Some((n, v)) = folded {
-                    self.counts[slot] += n;
+                let folded =
+                    self.reduce
+                        .fold_i64(values.as_primitive::<Int64Type>(), rows, states[slot]);
+                folded.map_or(0, |(n, v)| {
                     states[slot] = v;
-                }
+                    n
+                })
             }
             States::Floats(states) => {
-                let values = values.as_primitive::<Float64Type>();
-                // DataFusion's own update rule: NaN replaces the current value.
-                let folded = match reduce {
-                    Reduce::Min => run_fold(values, rows, states[slot], |cur, new| {
-                        match new.partial_cmp(&cur) {
-                            Some(std::cmp::Ordering::Less) | None => new,
-                            _ => cur,
-                        }
-                    }),
-                    Reduce::Max => run_fold(values, rows, states[slot], |cur, new| {
-                        match new.partial_cmp(&cur) {
-                            Some(std::cmp::Ordering::Greater) | None => new,
-                            _ => cur,
-                        }
-                    }),
-                    _ => run_fold(values, rows, states[slot], |a, b| a + b),
-                };
-                if let Some((n, v)) = folded {
-                    self.counts[slot] += n;
+                let folded =
+                    self.reduce
+                        .fold_f64(values.as_primitive::<Float64Type>(), rows, states[slot]);
+                folded.map_or(0, |(n, v)| {
                     states[slot] = v;
-                }
+                    n
+                })
             }
-        }
+        };
+        self.counts[slot] += folded_count;
     }
 
     /// The final values, bucket by bucket.
@@ -790,7 +745,7 @@ impl Accumulator {
                     .map(|&s| seen(s).then(|| v[s]))
                     .collect::<Int64Array>(),
             ),
-            (Reduce::Avg, States::Floats(v)) => Arc::new(
+            (RunReduce::Avg, States::Floats(v)) => Arc::new(
                 order
                     .iter()
                     .map(|&s| seen(s).then(|| v[s] / counts[s] as f64))
@@ -850,24 +805,21 @@ impl Folder {
             let [argument] = params.args.as_slice() else {
                 return Ok(None);
             };
-            let reduce = match function.func.name() {
-                "count" => Reduce::Count,
-                "sum" => Reduce::Sum,
-                "min" => Reduce::Min,
-                "max" => Reduce::Max,
-                "avg" => Reduce::Avg,
-                _ => return Ok(None),
+            let Some(reduce) = RunReduce::named(function.func.name()) else {
+                return Ok(None);
             };
             let argument = state.create_physical_expr(argument.clone(), input)?;
             let input_type = argument.data_type(input.as_arrow())?;
             let output_type = schema.field(first_value + i).data_type();
             let states = match (reduce, &input_type, output_type) {
-                (Reduce::Count, _, DataType::Int64) => States::Counts,
-                (Reduce::Sum | Reduce::Min | Reduce::Max, DataType::Int64, DataType::Int64) => {
-                    States::Ints(Vec::new())
-                }
+                (RunReduce::Count, _, DataType::Int64) => States::Counts,
                 (
-                    Reduce::Sum | Reduce::Min | Reduce::Max | Reduce::Avg,
+                    RunReduce::Sum | RunReduce::Min | RunReduce::Max,
+                    DataType::Int64,
+                    DataType::Int64,
+                ) => States::Ints(Vec::new()),
+                (
+                    RunReduce::Sum | RunReduce::Min | RunReduce::Max | RunReduce::Avg,
                     DataType::Float64,
                     DataType::Float64,
                 ) => States::Floats(Vec::new()),

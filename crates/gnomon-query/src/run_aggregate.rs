@@ -315,8 +315,8 @@ impl Runs {
 /// are those DataFusion's accumulators emit, value for value: `avg` is (count, sum), null
 /// for a run without values; `sum`, `min`, `max` are null for a run without values; `count`
 /// is never null. Sums add in row order, as the accumulators do, so floats round alike.
-#[derive(Debug, Clone, Copy)]
-enum RunReduce {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunReduce {
     Avg,
     Sum,
     Min,
@@ -346,14 +346,7 @@ impl RunReduction {
         if filtered || aggregate.is_distinct() {
             return None;
         }
-        let kind = match aggregate.fun().name() {
-            "avg" => RunReduce::Avg,
-            "sum" => RunReduce::Sum,
-            "min" => RunReduce::Min,
-            "max" => RunReduce::Max,
-            "count" => RunReduce::Count,
-            _ => return None,
-        };
+        let kind = RunReduce::named(aggregate.fun().name())?;
         let state: Vec<DataType> = aggregate
             .state_fields()
             .ok()?
@@ -382,6 +375,79 @@ impl RunReduction {
 }
 
 impl RunReduce {
+    /// The reduction of the aggregate function called `name`, if it is one.
+    pub(crate) fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "avg" => Self::Avg,
+            "sum" => Self::Sum,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "count" => Self::Count,
+            _ => return None,
+        })
+    }
+
+    /// The integer state before any value: DataFusion's accumulators start `min` and `max`
+    /// at the extreme values, sums at 0.
+    pub(crate) fn initial_i64(self) -> i64 {
+        match self {
+            Self::Min => i64::MAX,
+            Self::Max => i64::MIN,
+            _ => 0,
+        }
+    }
+
+    /// The float state before any value: `min` and `max` start at the extreme *finite*
+    /// values, as in DataFusion's accumulators; sums at 0.
+    pub(crate) fn initial_f64(self) -> f64 {
+        match self {
+            Self::Min => f64::MAX,
+            Self::Max => f64::MIN,
+            _ => 0.0,
+        }
+    }
+
+    /// Folds the non-null `values[rows]` into `state` in row order (`sum` wrapping, as
+    /// DataFusion's): their number and the new state, `None` when there are none.
+    pub(crate) fn fold_i64(
+        self,
+        values: &Int64Array,
+        rows: std::ops::Range<usize>,
+        state: i64,
+    ) -> Option<(u64, i64)> {
+        match self {
+            Self::Min => run_fold(values, rows, state, i64::min),
+            Self::Max => run_fold(values, rows, state, i64::max),
+            _ => run_fold(values, rows, state, i64::wrapping_add),
+        }
+    }
+
+    /// [`RunReduce::fold_i64`] for floats, with DataFusion's update rule for `min` and
+    /// `max`: NaN replaces the current value.
+    pub(crate) fn fold_f64(
+        self,
+        values: &Float64Array,
+        rows: std::ops::Range<usize>,
+        state: f64,
+    ) -> Option<(u64, f64)> {
+        use std::cmp::Ordering::{Greater, Less};
+        match self {
+            Self::Min => run_fold(values, rows, state, |cur, new| {
+                match new.partial_cmp(&cur) {
+                    Some(Less) | None => new,
+                    _ => cur,
+                }
+            }),
+            Self::Max => run_fold(values, rows, state, |cur, new| {
+                match new.partial_cmp(&cur) {
+                    Some(Greater) | None => new,
+                    _ => cur,
+                }
+            }),
+            _ => run_fold(values, rows, state, |a, v| a + v),
+        }
+    }
+
     /// The state columns of the runs starting at `first_rows` over `values` (of a type
     /// [`RunReduction::of`] accepted).
     fn states(self, values: &ArrayRef, first_rows: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -412,9 +478,7 @@ impl RunReduce {
             }
             (Self::Avg, DataType::Float64) => {
                 let values = values.as_primitive::<Float64Type>();
-                avg(bounds()
-                    .map(|r| run_fold(values, r, 0.0, |a, v| a + v))
-                    .collect())
+                avg(bounds().map(|r| self.fold_f64(values, r, 0.0)).collect())
             }
             (Self::Avg, DataType::Int64) => {
                 let values = values.as_primitive::<Int64Type>();
@@ -422,46 +486,19 @@ impl RunReduce {
                     .map(|r| run_fold(values, r, 0.0, |a, v| a + v as f64))
                     .collect())
             }
-            (Self::Sum, DataType::Float64) => vec![Arc::new(
-                bounds()
-                    .map(|r| run_fold(values.as_primitive::<Float64Type>(), r, 0.0, |a, v| a + v))
-                    .map(|s| s.map(|(_, v)| v))
-                    .collect::<Float64Array>(),
-            )],
-            (Self::Min | Self::Max, DataType::Float64) => {
+            (Self::Sum | Self::Min | Self::Max, DataType::Float64) => {
                 let values = values.as_primitive::<Float64Type>();
-                // DataFusion's own update: NaN replaces the current value, which starts at
-                // the extreme finite value.
-                let fold = |r: std::ops::Range<usize>| match self {
-                    Self::Min => run_fold(values, r, f64::MAX, |cur, new| {
-                        match new.partial_cmp(&cur) {
-                            Some(std::cmp::Ordering::Less) | None => new,
-                            _ => cur,
-                        }
-                    }),
-                    _ => run_fold(values, r, f64::MIN, |cur, new| {
-                        match new.partial_cmp(&cur) {
-                            Some(std::cmp::Ordering::Greater) | None => new,
-                            _ => cur,
-                        }
-                    }),
-                };
                 vec![Arc::new(
                     bounds()
-                        .map(|r| fold(r).map(|(_, v)| v))
+                        .map(|r| self.fold_f64(values, r, self.initial_f64()).map(|(_, v)| v))
                         .collect::<Float64Array>(),
                 )]
             }
             (Self::Sum | Self::Min | Self::Max, DataType::Int64) => {
                 let values = values.as_primitive::<Int64Type>();
-                let fold = |r: std::ops::Range<usize>| match self {
-                    Self::Sum => run_fold(values, r, 0, i64::wrapping_add),
-                    Self::Min => run_fold(values, r, i64::MAX, i64::min),
-                    _ => run_fold(values, r, i64::MIN, i64::max),
-                };
                 vec![Arc::new(
                     bounds()
-                        .map(|r| fold(r).map(|(_, v)| v))
+                        .map(|r| self.fold_i64(values, r, self.initial_i64()).map(|(_, v)| v))
                         .collect::<Int64Array>(),
                 )]
             }
@@ -494,7 +531,7 @@ fn run_of_each_row(first_rows: &[u32], rows: usize) -> Vec<usize> {
 
 /// Folds the non-null values of `values[rows]` in row order into `init`: their number and
 /// the result, or `None` when there are none.
-pub(crate) fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
+fn run_fold<T: arrow::datatypes::ArrowPrimitiveType, A>(
     values: &arrow::array::PrimitiveArray<T>,
     rows: std::ops::Range<usize>,
     init: A,
