@@ -314,14 +314,14 @@ impl QueryEngine {
             .as_ref()
             .and_then(|s| self.plans.bound_plan(&state, s))
         {
-            if let Some(stream) = direct_stream(&plan, &state).await {
-                return Ok(stream);
-            }
             let times = PlanningTimes {
                 started,
                 session_done,
                 sql_done: started.elapsed(),
             };
+            if let Some(stream) = direct_stream(&plan, &state, &times, true).await {
+                return Ok(stream);
+            }
             return self.execute_optimized(state, plan, times, true).await;
         }
         let bound_params = params.is_some();
@@ -347,12 +347,16 @@ impl QueryEngine {
                 frame.into_parts()
             }
         };
-        let sql_done = started.elapsed();
+        let times = PlanningTimes {
+            started,
+            session_done,
+            sql_done: started.elapsed(),
+        };
         let optimized = state.optimize(&plan).map_err(QueryError::from_datafusion)?;
-        if let Some(stream) = direct_stream(&optimized, &state).await {
-            if let Some(shape) = shape {
-                self.plans.observe(&state, shape, &optimized).await;
-            }
+        if let Some(shape) = shape {
+            self.plans.observe(&state, shape, &optimized).await;
+        }
+        if let Some(stream) = direct_stream(&optimized, &state, &times, false).await {
             return Ok(stream);
         }
         // `… GROUP BY date_bin(…) ORDER BY 1 DESC LIMIT k`: the newest buckets first (the
@@ -368,23 +372,10 @@ impl QueryEngine {
                         .first()
                         .map(|b| b.schema())
                         .unwrap_or_else(|| Arc::clone(optimized.schema().inner()));
-                    return Ok(Box::pin(
-                        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                            schema,
-                            futures::stream::iter(batches.into_iter().map(Ok)),
-                        ),
-                    ));
+                    return Ok(stream_of(schema, batches));
                 }
             }
         }
-        if let Some(shape) = shape {
-            self.plans.observe(&state, shape, &optimized).await;
-        }
-        let times = PlanningTimes {
-            started,
-            session_done,
-            sql_done,
-        };
         self.execute_optimized(state, optimized, times, false).await
     }
 
@@ -397,32 +388,19 @@ impl QueryEngine {
         times: PlanningTimes,
         cached_plan: bool,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        let PlanningTimes {
-            started,
-            session_done,
-            sql_done,
-        } = times;
-        let optimize_done = started.elapsed();
+        let optimize_done = times.started.elapsed();
         let physical = state
             .query_planner()
             .create_physical_plan(&optimized, &state)
             .await
             .map_err(QueryError::from_datafusion)?;
-        let physical_done = started.elapsed();
+        let physical_done = times.started.elapsed();
         let stream = datafusion::physical_plan::execute_stream(
             physical,
             Arc::new(datafusion::execution::TaskContext::from(&state)),
         )
         .map_err(QueryError::from_datafusion)?;
-        tracing::debug!(
-            session_us = session_done.as_micros() as u64,
-            sql_us = (sql_done - session_done).as_micros() as u64,
-            optimize_us = (optimize_done - sql_done).as_micros() as u64,
-            physical_us = (physical_done - optimize_done).as_micros() as u64,
-            execute_us = (started.elapsed() - physical_done).as_micros() as u64,
-            cached_plan,
-            "planned"
-        );
+        times.report(optimize_done, physical_done, cached_plan, false);
         Ok(stream)
     }
 }
@@ -434,8 +412,8 @@ pub async fn collect_plan(
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>> {
     let optimized = state.optimize(&plan)?;
-    if let Some(stream) = direct_stream(&optimized, state).await {
-        return datafusion::physical_plan::common::collect(stream).await;
+    if let Some(batches) = direct_answer(&optimized, state).await {
+        return Ok(batches);
     }
     let physical = state
         .query_planner()
@@ -448,14 +426,14 @@ pub async fn collect_plan(
     .await
 }
 
-/// The answer of `plan` computed without a physical plan ([`direct`]), as a stream of the
-/// plan's schema, when it has a shape that allows it.
-async fn direct_stream(
+/// The answer of `plan` computed without a physical plan ([`direct`]), in the plan's
+/// schema, when it has a shape that allows it.
+async fn direct_answer(
     plan: &datafusion::logical_expr::LogicalPlan,
     state: &SessionState,
-) -> Option<SendableRecordBatchStream> {
+) -> Option<Vec<datafusion::arrow::array::RecordBatch>> {
     let schema = Arc::clone(plan.schema().inner());
-    let batches = direct::try_execute(plan, state)
+    direct::try_execute(plan, state)
         .await?
         .into_iter()
         .map(|b| {
@@ -466,13 +444,33 @@ async fn direct_stream(
         })
         .collect::<Result<Vec<_>, _>>()
         .inspect_err(|e| tracing::warn!(error = %e, "direct answer of another schema"))
-        .ok()?;
-    Some(Box::pin(
+        .ok()
+}
+
+/// [`direct_answer`] as a stream, with the debug event of the query's planning phases.
+async fn direct_stream(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    state: &SessionState,
+    times: &PlanningTimes,
+    cached_plan: bool,
+) -> Option<SendableRecordBatchStream> {
+    let optimize_done = times.started.elapsed();
+    let batches = direct_answer(plan, state).await?;
+    times.report(optimize_done, optimize_done, cached_plan, true);
+    Some(stream_of(Arc::clone(plan.schema().inner()), batches))
+}
+
+/// Batches already computed, as a stream.
+fn stream_of(
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<datafusion::arrow::array::RecordBatch>,
+) -> SendableRecordBatchStream {
+    Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches.into_iter().map(Ok)),
         ),
-    ))
+    )
 }
 
 /// When a query's planning started, and how long after that its session was made and its
@@ -481,6 +479,30 @@ struct PlanningTimes {
     started: std::time::Instant,
     session_done: std::time::Duration,
     sql_done: std::time::Duration,
+}
+
+impl PlanningTimes {
+    /// The debug event `planned`: each phase's time, whether the plan came from the plan
+    /// cache, and whether the direct path answered (then physical planning took no time and
+    /// "execute" is the whole answer).
+    fn report(
+        &self,
+        optimize_done: std::time::Duration,
+        physical_done: std::time::Duration,
+        cached_plan: bool,
+        direct: bool,
+    ) {
+        tracing::debug!(
+            session_us = self.session_done.as_micros() as u64,
+            sql_us = (self.sql_done - self.session_done).as_micros() as u64,
+            optimize_us = (optimize_done - self.sql_done).as_micros() as u64,
+            physical_us = (physical_done - optimize_done).as_micros() as u64,
+            execute_us = (self.started.elapsed() - physical_done).as_micros() as u64,
+            cached_plan,
+            direct,
+            "planned"
+        );
+    }
 }
 
 /// The one child `with_new_children` gets for a plan node that has one (`node`, its name, for
