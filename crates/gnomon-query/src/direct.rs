@@ -53,7 +53,7 @@ use crate::series_ranges::{tag_constraints, FileRows};
 use crate::time_range::TimeRange;
 
 /// Candidate rows (before filtering) above which a query is left to DataFusion.
-pub(crate) const MAX_ROWS: u64 = 1 << 20;
+const MAX_ROWS: u64 = 1 << 20;
 
 /// Candidate rows from which the reads are shared between the cores.
 const PARALLEL_ROWS: u64 = 16 * 1024;
@@ -174,10 +174,15 @@ impl<'a> Shape<'a> {
             None => (0..table_schema.fields().len()).collect(),
         };
         let scan_schema = Arc::clone(self.scan.projected_schema.inner());
+        // The rows' schema once through the lower steps.
+        let kept_schema = match self.lower.first() {
+            Some(top) => Arc::clone(top.schema().inner()),
+            None => Arc::clone(&scan_schema),
+        };
         let range = TimeRange::from_filters(&self.scan.filters);
         if range.min > range.max {
             return self
-                .finish(state, folder, Vec::new(), &scan_schema)
+                .finish(state, folder, Vec::new(), &kept_schema)
                 .map(Some);
         }
         let constraints = tag_constraints(&self.scan.filters, &table_schema);
@@ -211,7 +216,6 @@ impl<'a> Shape<'a> {
 
         let reads = work.len();
         let lower = Arc::new(lower);
-        let mut pieces = Vec::new();
         let partitions = state.config().target_partitions().max(1);
         let scan_columns = scan_schema.fields().len();
         let split = if partitions > 1
@@ -219,65 +223,62 @@ impl<'a> Shape<'a> {
             && candidates >= COLUMN_SPLIT_ROWS
             && scan_columns >= COLUMN_SPLIT_COLUMNS
         {
-            "columns"
+            Split::Columns
         } else if candidates < PARALLEL_ROWS || partitions == 1 || reads < 2 {
-            "none"
+            Split::None
         } else {
-            "reads"
+            Split::Reads
         };
-        if split == "columns" {
-            // Few reads of many columns (`SELECT *` on one series): the columns are shared
-            // between the cores instead, every task reading the same rows.
-            let handles: Vec<_> = (0..partitions)
-                .map(|p| {
-                    let columns: Vec<usize> = (p..scan_columns).step_by(partitions).collect();
-                    tokio::spawn(read_columns(
-                        work.clone(),
-                        columns,
-                        persisted.cloned(),
-                        Arc::clone(&scan_schema),
-                    ))
-                })
-                .collect();
-            let parts = join_all(handles).await?;
-            let mut batches = Vec::new();
-            for batch in zip_columns(&scan_schema, partitions, parts)? {
-                let mut batch = batch;
-                for step in lower.iter() {
-                    batch = step.apply(batch)?;
+        let pieces: Vec<Vec<RecordBatch>> = match split {
+            Split::Columns => {
+                // Few reads of many columns (`SELECT *` on one series): the columns are shared
+                // between the cores instead, every task reading the same rows.
+                let handles: Vec<_> = (0..partitions)
+                    .map(|p| {
+                        let columns: Vec<usize> = (p..scan_columns).step_by(partitions).collect();
+                        tokio::spawn(read_columns(
+                            work.clone(),
+                            columns,
+                            Arc::clone(&scan_schema),
+                        ))
+                    })
+                    .collect();
+                let parts = join_all(handles).await?;
+                let mut batches = Vec::new();
+                for batch in zip_columns(&scan_schema, partitions, parts)? {
+                    batches.extend(through(&lower, batch)?);
                 }
-                if batch.num_rows() > 0 {
-                    batches.push(batch);
-                }
+                vec![batches]
             }
-            pieces.push(batches);
-        } else if split == "none" {
-            pieces.push(run_work(work, persisted.cloned(), &scan_schema, &lower).await?);
-        } else {
-            // Reads of more than a few thousand rows are shared between the cores, in
-            // contiguous pieces of about equal rows; the results are folded in order. Every
-            // piece is a task of its own: a task spawned last waits in its worker's LIFO slot,
-            // which no other worker steals from, so one kept here would run after it.
-            let share = candidates.div_ceil(partitions as u64);
-            let mut handles = Vec::new();
-            let mut piece = Vec::new();
-            let mut piece_rows = 0;
-            let mut work = work.into_iter().peekable();
-            while let Some(item) = work.next() {
-                piece_rows += item.rows();
-                piece.push(item);
-                if piece_rows >= share || work.peek().is_none() {
-                    handles.push(tokio::spawn(run_work(
-                        std::mem::take(&mut piece),
-                        persisted.cloned(),
-                        Arc::clone(&scan_schema),
-                        Arc::clone(&lower),
-                    )));
-                    piece_rows = 0;
-                }
+            Split::None => {
+                vec![run_work(work, Arc::clone(&scan_schema), Arc::clone(&lower)).await?]
             }
-            pieces = join_all(handles).await?;
-        }
+            Split::Reads => {
+                // Reads of more than a few thousand rows are shared between the cores, in
+                // contiguous pieces of about equal rows; the results are folded in order.
+                // Every piece is a task of its own: a task spawned last waits in its
+                // worker's LIFO slot, which no other worker steals from, so a piece kept
+                // here would run after it.
+                let share = candidates.div_ceil(partitions as u64);
+                let mut handles = Vec::new();
+                let mut piece = Vec::new();
+                let mut piece_rows = 0;
+                let mut work = work.into_iter().peekable();
+                while let Some(item) = work.next() {
+                    piece_rows += item.rows();
+                    piece.push(item);
+                    if piece_rows >= share || work.peek().is_none() {
+                        handles.push(tokio::spawn(run_work(
+                            std::mem::take(&mut piece),
+                            Arc::clone(&scan_schema),
+                            Arc::clone(&lower),
+                        )));
+                        piece_rows = 0;
+                    }
+                }
+                join_all(handles).await?
+            }
+        };
         let mut kept = Vec::new();
         for batch in pieces.into_iter().flatten() {
             match &mut folder {
@@ -285,12 +286,8 @@ impl<'a> Shape<'a> {
                 None => kept.push(batch),
             }
         }
-        tracing::debug!(reads, candidates, split, "served directly");
-        let schema = match self.lower.first() {
-            Some(top) => Arc::clone(top.schema().inner()),
-            None => scan_schema,
-        };
-        self.finish(state, folder, kept, &schema).map(Some)
+        tracing::debug!(reads, candidates, split = split.as_str(), "served directly");
+        self.finish(state, folder, kept, &kept_schema).map(Some)
     }
 
     /// The answer from the rows kept (or folded) below the cut.
@@ -333,11 +330,41 @@ impl Work {
             Work::Read(read) => read.rows,
         }
     }
+
+    /// The rows, with the columns of `schema` (a buffered batch is already projected).
+    async fn read(self, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+        match self {
+            Work::Buffered(batch) => Ok(vec![batch]),
+            Work::Read(read) => read_rows(read, schema).await,
+        }
+    }
+}
+
+/// How the reads of a query are shared between the cores (named in the debug event).
+#[derive(Clone, Copy)]
+enum Split {
+    /// All on the querying task.
+    None,
+    /// Contiguous pieces of the reads, one task each.
+    Reads,
+    /// Every task reads the same rows, a share of the columns.
+    Columns,
+}
+
+impl Split {
+    fn as_str(self) -> &'static str {
+        match self {
+            Split::None => "none",
+            Split::Reads => "reads",
+            Split::Columns => "columns",
+        }
+    }
 }
 
 /// Some row groups of a file, and the rows to read among them (all when no selection).
 #[derive(Clone)]
 struct Read {
+    persisted: PersistedFiles,
     file: Arc<ParquetFile>,
     metadata: ArrowReaderMetadata,
     groups: Vec<usize>,
@@ -348,44 +375,34 @@ struct Read {
 /// The rows of `work`, in order, through the `lower` steps.
 async fn run_work(
     work: Vec<Work>,
-    persisted: Option<PersistedFiles>,
-    schema: impl std::borrow::Borrow<SchemaRef>,
-    lower: impl std::borrow::Borrow<Arc<Vec<Step>>>,
+    schema: SchemaRef,
+    lower: Arc<Vec<Step>>,
 ) -> Result<Vec<RecordBatch>> {
-    let (schema, lower) = (schema.borrow(), lower.borrow());
     let mut out = Vec::new();
     for item in work {
-        let batches = match item {
-            Work::Buffered(batch) => vec![batch],
-            Work::Read(read) => {
-                let persisted = persisted
-                    .as_ref()
-                    .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-                read_rows(persisted, read, schema).await?
-            }
-        };
-        for mut batch in batches {
-            for step in lower.iter() {
-                batch = step.apply(batch)?;
-            }
-            if batch.num_rows() > 0 {
-                out.push(batch);
-            }
+        for batch in item.read(&schema).await? {
+            out.extend(through(&lower, batch)?);
         }
     }
     Ok(out)
 }
 
+/// `batch` through the `lower` steps; `None` when no row is left.
+fn through(lower: &[Step], batch: RecordBatch) -> Result<Option<RecordBatch>> {
+    let mut batch = batch;
+    for step in lower {
+        batch = step.apply(batch)?;
+    }
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
 /// The results of `tasks`, in order.
 async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> Result<Vec<T>> {
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(
-            task.await
-                .map_err(|e| DataFusionError::External(Box::new(e)))??,
-        );
-    }
-    Ok(out)
+    futures::future::try_join_all(tasks)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .into_iter()
+        .collect()
 }
 
 /// The columns `columns` (indices into `schema`) of the rows of `work`, in order, one batch
@@ -393,7 +410,6 @@ async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> Result<V
 async fn read_columns(
     work: Vec<Work>,
     columns: Vec<usize>,
-    persisted: Option<PersistedFiles>,
     schema: SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
     let schema = Arc::new(schema.project(&columns)?);
@@ -401,12 +417,7 @@ async fn read_columns(
     for item in work {
         match item {
             Work::Buffered(batch) => out.push(batch.project(&columns)?),
-            Work::Read(read) => {
-                let persisted = persisted
-                    .as_ref()
-                    .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-                out.extend(read_rows(persisted, read, &schema).await?);
-            }
+            read => out.extend(read.read(&schema).await?),
         }
     }
     Ok(out)
@@ -435,11 +446,7 @@ fn zip_columns(
                 Ok(Arc::clone(batch.column(c / n)))
             })
             .collect::<Result<Vec<_>>>()?;
-        out.push(RecordBatch::try_new_with_options(
-            Arc::clone(schema),
-            columns,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?);
+        out.push(batch_of(schema, columns, rows)?);
     }
     Ok(out)
 }
@@ -525,11 +532,7 @@ impl Step {
                     .iter()
                     .map(|e| e.evaluate(&batch)?.into_array(rows))
                     .collect::<Result<Vec<_>>>()?;
-                RecordBatch::try_new_with_options(
-                    Arc::clone(schema),
-                    columns,
-                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
-                )?
+                batch_of(schema, columns, rows)?
             }
             Step::Sort(keys, fetch) => {
                 let columns = keys
@@ -572,6 +575,7 @@ async fn file_reads(
         .map(|g| g.num_rows() as u64)
         .collect();
     let read = |groups: Vec<usize>, selection: Option<RowSelection>, rows: u64| Read {
+        persisted: persisted.clone(),
         file: Arc::clone(file),
         metadata: metadata.clone(),
         groups,
@@ -600,12 +604,8 @@ async fn file_reads(
 
 /// The rows of one [`Read`], with the columns of `schema` (by name; a column the file does
 /// not have is all nulls, as in DataFusion's scan).
-async fn read_rows(
-    persisted: &PersistedFiles,
-    read: Read,
-    schema: &SchemaRef,
-) -> Result<Vec<RecordBatch>> {
-    let reader: Box<dyn AsyncFileReader> = persisted.open(&read.file)?;
+async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let reader: Box<dyn AsyncFileReader> = read.persisted.open(&read.file)?;
     let file_schema = Arc::clone(read.metadata.schema());
     let roots: Vec<usize> = schema
         .fields()
@@ -654,6 +654,15 @@ fn ranges_by_row_group(
     out
 }
 
+/// A batch of `rows` rows (stated, so a batch without columns keeps its row count).
+fn batch_of(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
+}
+
 /// `batch` with the columns of `schema`, in its order and types.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let rows = batch.num_rows();
@@ -666,11 +675,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             None => Ok(new_null_array(field.data_type(), rows)),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
-    )?)
+    batch_of(schema, columns, rows)
 }
 
 /// One aggregate's state per bucket: how many values it saw, and its running value.
@@ -922,11 +927,7 @@ impl Folder {
         for accumulator in self.accumulators {
             columns.push(accumulator.finish(&order));
         }
-        Ok(RecordBatch::try_new_with_options(
-            self.schema,
-            columns,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(order.len())),
-        )?)
+        batch_of(&self.schema, columns, order.len())
     }
 }
 
