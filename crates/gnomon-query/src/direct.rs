@@ -35,6 +35,7 @@ use arrow::array::{
 use arrow::compute::{concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::compute::{SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimestampNanosecondType};
+use datafusion::catalog::TableProvider;
 use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SessionState;
@@ -90,6 +91,8 @@ struct Shape<'a> {
     /// `Filter`s and `Projection`s applied batch by batch, top first.
     lower: Vec<&'a LogicalPlan>,
     scan: &'a TableScan,
+    /// The scanned table (a [`TableScanProvider`]).
+    provider: Arc<dyn TableProvider>,
 }
 
 impl<'a> Shape<'a> {
@@ -143,12 +146,13 @@ impl<'a> Shape<'a> {
             aggregate,
             lower,
             scan,
+            provider,
         })
     }
 
     async fn execute(&self, state: &SessionState) -> Result<Option<Vec<RecordBatch>>> {
-        let provider = source_as_provider(&self.scan.source)?;
-        let provider = provider
+        let provider = self
+            .provider
             .downcast_ref::<TableScanProvider>()
             .ok_or_else(|| DataFusionError::Internal("not a table".into()))?;
         if provider.retention_ns().is_some() {
@@ -168,7 +172,7 @@ impl<'a> Shape<'a> {
             None => None,
         };
 
-        let table_schema = datafusion::catalog::TableProvider::schema(provider);
+        let table_schema = provider.schema();
         let columns: Vec<usize> = match &self.scan.projection {
             Some(p) => p.clone(),
             None => (0..table_schema.fields().len()).collect(),
