@@ -39,9 +39,9 @@ pub struct EncodedFile {
     pub rows: u64,
 }
 
-/// Writer settings: zstd (tags uncompressed); dictionaries for tags, strings, booleans and floats (floats fall
-/// back to byte-stream-split when a column has too many distinct values); delta encoding
-/// without dictionary for `time` and integers; page-level statistics.
+/// Writer settings: zstd (tags uncompressed); dictionaries for tags, strings, booleans and
+/// floats (floats fall back to byte-stream-split when a column has too many distinct
+/// values); delta encoding without dictionary for `time` and integers; page-level statistics.
 pub fn writer_properties(schema: &arrow::datatypes::Schema) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(

@@ -317,7 +317,8 @@ impl TableScanProvider {
             .collect()
     }
 
-    /// The table's files and buffer, and its schema, for reading outside a DataFusion scan.
+    /// The table's persisted files (store, index, caches), for reading outside a DataFusion
+    /// scan; `None` without an object store.
     pub(crate) fn persisted(&self) -> Option<&PersistedFiles> {
         self.persisted.as_ref()
     }
