@@ -33,7 +33,7 @@ use datafusion::error::Result;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
-use datafusion::optimizer::Optimizer;
+use datafusion::optimizer::OptimizerRule;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -84,12 +84,12 @@ impl CachedPlan {
     /// The plan with `values` in place of its placeholders, simplified again: the rewrites
     /// that need literals (`a = 'x' OR a = 'y'` into `a IN ('x', 'y')`, constant folding) run
     /// once the literals are there.
-    fn bind(
-        &self,
-        values: &[String],
-        state: &SessionState,
-        simplifier: &Optimizer,
-    ) -> Result<LogicalPlan> {
+    ///
+    /// The rule runs once, bottom up, without DataFusion's `Optimizer` around it: the optimizer's
+    /// invariant checks, plan signatures and second pass cost more than the rewrite on a
+    /// plan that reads one series. One pass is enough because [`build`] compares the bound
+    /// plan with the fully optimized one before caching the shape.
+    fn bind(&self, values: &[String], state: &SessionState) -> Result<LogicalPlan> {
         let scalars = values
             .iter()
             .zip(&self.types)
@@ -99,23 +99,16 @@ impl CachedPlan {
             .plan
             .clone()
             .replace_params_with_values(&ParamValues::from(scalars))?;
-        simplifier.optimize(bound, state, |_, _| {})
+        let simplify = SimplifyExpressions::new();
+        bound
+            .transform_up_with_subqueries(|node| simplify.rewrite(node, state))
+            .map(|simplified| simplified.data)
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct PlanCache {
     shapes: Mutex<HashMap<ShapeKey, Shape>>,
-    simplifier: Optimizer,
-}
-
-impl Default for PlanCache {
-    fn default() -> Self {
-        Self {
-            shapes: Mutex::default(),
-            simplifier: Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]),
-        }
-    }
 }
 
 impl PlanCache {
@@ -164,7 +157,7 @@ impl PlanCache {
             Some(Shape::Cached(plan)) => Arc::clone(plan),
             _ => return None,
         };
-        cached.bind(&query.values, state, &self.simplifier).ok()
+        cached.bind(&query.values, state).ok()
     }
 
     /// Notes that `query` was planned from its literals into `optimized`; on the shape's
@@ -189,7 +182,7 @@ impl PlanCache {
                 Some(_) => return,
             }
         }
-        let shape = match build(state, &query, optimized, &self.simplifier).await {
+        let shape = match build(state, &query, optimized).await {
             Some(plan) => Shape::Cached(Arc::new(plan)),
             None => Shape::Uncacheable,
         };
@@ -207,7 +200,6 @@ async fn build(
     state: &SessionState,
     query: &Parameterized,
     optimized: &LogicalPlan,
-    simplifier: &Optimizer,
 ) -> Option<CachedPlan> {
     let plan = state.statement_to_plan(query.shape.clone()).await.ok()?;
     if crate::latest_buckets::may_apply(&plan) || !reads_only_user_tables(&plan) {
@@ -221,7 +213,7 @@ async fn build(
         plan: state.optimize(&plan).ok()?,
         types,
     };
-    let bound = cached.bind(&query.values, state, simplifier).ok()?;
+    let bound = cached.bind(&query.values, state).ok()?;
     let same =
         bound.display_indent_schema().to_string() == optimized.display_indent_schema().to_string();
     same.then_some(cached)
