@@ -52,6 +52,7 @@ use crate::provider::TableScanProvider;
 use crate::run_aggregate::{GroupKey, RunReduce};
 use crate::series_ranges::{tag_constraints, FileRows};
 use crate::time_range::TimeRange;
+use crate::time_runs::{TimeRuns, TIME};
 
 /// Candidate rows (before filtering) above which a query is left to DataFusion.
 const MAX_ROWS: u64 = 1 << 20;
@@ -200,8 +201,17 @@ impl<'a> Shape<'a> {
                 ([file], []) => {
                     let persisted = persisted
                         .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-                    let rows = persisted.file_rows(file, &constraints).await?;
-                    for read in file_reads(persisted, file, &rows).await? {
+                    let mut rows = persisted.file_rows(file, &constraints).await?;
+                    // With a time range, the file's runs of evenly spaced times make the
+                    // selection exact in time, and give the `time` values without reading.
+                    let times = match range == TimeRange::ALL {
+                        true => None,
+                        false => persisted.time_runs(file).await?,
+                    };
+                    if let Some(times) = &times {
+                        rows = rows.within(times, range);
+                    }
+                    for read in file_reads(persisted, file, &rows, times).await? {
                         candidates += read.rows;
                         work.push(Work::Read(read));
                     }
@@ -219,6 +229,10 @@ impl<'a> Shape<'a> {
         }
 
         let reads = work.len();
+        let computed_times = work
+            .iter()
+            .filter(|w| matches!(w, Work::Read(r) if r.times.is_some()))
+            .count();
         let lower = Arc::new(lower);
         let partitions = state.config().target_partitions().max(1);
         let scan_columns = scan_schema.fields().len();
@@ -290,7 +304,13 @@ impl<'a> Shape<'a> {
                 None => kept.push(batch),
             }
         }
-        tracing::debug!(reads, candidates, split = split.as_str(), "served directly");
+        tracing::debug!(
+            reads,
+            computed_times,
+            candidates,
+            split = split.as_str(),
+            "served directly"
+        );
         self.finish(state, folder, kept, &kept_schema).map(Some)
     }
 
@@ -374,6 +394,9 @@ struct Read {
     groups: Vec<usize>,
     selection: Option<RowSelection>,
     rows: u64,
+    /// The rows read, as file rows, with the file's time runs: `time` is computed from
+    /// them, not read.
+    times: Option<(Vec<Range<u64>>, Arc<TimeRuns>)>,
 }
 
 /// The rows of `work`, in order, through the `lower` steps.
@@ -565,6 +588,7 @@ async fn file_reads(
     persisted: &PersistedFiles,
     file: &Arc<ParquetFile>,
     rows: &FileRows,
+    times: Option<Arc<TimeRuns>>,
 ) -> Result<Vec<Read>> {
     let ranges = match rows {
         FileRows::None => return Ok(Vec::new()),
@@ -578,30 +602,45 @@ async fn file_reads(
         .iter()
         .map(|g| g.num_rows() as u64)
         .collect();
-    let read = |groups: Vec<usize>, selection: Option<RowSelection>, rows: u64| Read {
-        persisted: persisted.clone(),
-        file: Arc::clone(file),
-        metadata: metadata.clone(),
-        groups,
-        selection,
-        rows,
-    };
-    Ok(match ranges {
-        None => group_rows
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| read(vec![i], None, n))
-            .collect(),
-        Some(ranges) => ranges_by_row_group(&group_rows, ranges)
-            .into_iter()
-            .map(|(group, inside)| {
-                let rows = inside.iter().map(|r| (r.end - r.start) as u64).sum();
-                let selection = RowSelection::from_consecutive_ranges(
+    // The file row each row group starts at.
+    let group_starts: Vec<u64> = group_rows
+        .iter()
+        .scan(0, |start, &n| {
+            let this = *start;
+            *start += n;
+            Some(this)
+        })
+        .collect();
+    let times = times.filter(|t| t.rows() == group_rows.iter().sum::<u64>());
+    let read = |group: usize, inside: Option<Vec<Range<usize>>>| {
+        let start = group_starts[group];
+        let file_rows: Vec<Range<u64>> = match &inside {
+            None => vec![start..start + group_rows[group]],
+            Some(inside) => inside
+                .iter()
+                .map(|r| start + r.start as u64..start + r.end as u64)
+                .collect(),
+        };
+        Read {
+            persisted: persisted.clone(),
+            file: Arc::clone(file),
+            metadata: metadata.clone(),
+            groups: vec![group],
+            rows: file_rows.iter().map(|r| r.end - r.start).sum(),
+            selection: inside.map(|inside| {
+                RowSelection::from_consecutive_ranges(
                     inside.into_iter(),
                     group_rows[group] as usize,
-                );
-                read(vec![group], Some(selection), rows)
-            })
+                )
+            }),
+            times: times.as_ref().map(|t| (file_rows, Arc::clone(t))),
+        }
+    };
+    Ok(match ranges {
+        None => (0..group_rows.len()).map(|i| read(i, None)).collect(),
+        Some(ranges) => ranges_by_row_group(&group_rows, ranges)
+            .into_iter()
+            .map(|(group, inside)| read(group, Some(inside)))
             .collect(),
     })
 }
@@ -611,9 +650,22 @@ async fn file_reads(
 async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let reader: Box<dyn AsyncFileReader> = read.persisted.open(&read.file)?;
     let file_schema = Arc::clone(read.metadata.schema());
+    // `time` from the file's time runs, when it has them, instead of from its pages.
+    let computed_time = match (&read.times, schema.index_of(TIME)) {
+        (Some((rows, runs)), Ok(column)) => {
+            let mut times = Vec::with_capacity(read.rows as usize);
+            for range in rows {
+                runs.times(range.clone(), &mut times);
+            }
+            let times: ArrayRef = Arc::new(TimestampNanosecondArray::from(times));
+            Some((column, times))
+        }
+        _ => None,
+    };
     let roots: Vec<usize> = schema
         .fields()
         .iter()
+        .filter(|f| computed_time.is_none() || f.name() != TIME)
         .filter_map(|f| file_schema.index_of(f.name()).ok())
         .collect();
     let mask = ProjectionMask::roots(
@@ -629,8 +681,31 @@ async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     }
     let mut stream = builder.build()?;
     let mut out = Vec::new();
+    let mut at = 0;
     while let Some(batch) = stream.next().await {
-        out.push(conform(batch?, schema)?);
+        let batch = batch?;
+        let given = match &computed_time {
+            Some((column, times)) => {
+                let rows = batch.num_rows();
+                if at + rows > times.len() {
+                    return Err(DataFusionError::Internal(
+                        "more rows read than time runs give".into(),
+                    ));
+                }
+                at += rows;
+                Some((*column, times.slice(at - rows, rows)))
+            }
+            None => None,
+        };
+        out.push(conform(batch, schema, given)?);
+    }
+    if computed_time
+        .as_ref()
+        .is_some_and(|(_, times)| at != times.len())
+    {
+        return Err(DataFusionError::Internal(
+            "fewer rows read than time runs give".into(),
+        ));
     }
     Ok(out)
 }
@@ -667,16 +742,28 @@ fn batch_of(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<R
     )?)
 }
 
-/// `batch` with the columns of `schema`, in its order and types.
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// `batch` with the columns of `schema`, in its order and types; `given` (a column index and
+/// its values) replaces what the batch has for that column.
+fn conform(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    given: Option<(usize, ArrayRef)>,
+) -> Result<RecordBatch> {
     let rows = batch.num_rows();
     let columns = schema
         .fields()
         .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(c) if c.data_type() == field.data_type() => Ok(Arc::clone(c)),
-            Some(c) => Ok(arrow::compute::cast(c, field.data_type())?),
-            None => Ok(new_null_array(field.data_type(), rows)),
+        .enumerate()
+        .map(|(i, field)| {
+            let found = match &given {
+                Some((column, values)) if *column == i => Some(values),
+                _ => batch.column_by_name(field.name()),
+            };
+            match found {
+                Some(c) if c.data_type() == field.data_type() => Ok(Arc::clone(c)),
+                Some(c) => Ok(arrow::compute::cast(c, field.data_type())?),
+                None => Ok(new_null_array(field.data_type(), rows)),
+            }
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
     batch_of(schema, columns, rows)

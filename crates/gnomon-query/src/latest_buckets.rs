@@ -159,8 +159,14 @@ impl LatestBuckets {
                 return Ok(None);
             }
             let plan = self.narrowed(lower)?;
-            let physical = state.create_physical_plan(&plan).await?;
-            let batches = collect(physical, state.task_ctx()).await?;
+            // A narrow window usually has few enough rows for the direct path.
+            let batches = match crate::direct::try_execute(&plan, state).await {
+                Some(batches) => batches,
+                None => {
+                    let physical = state.create_physical_plan(&plan).await?;
+                    collect(physical, state.task_ctx()).await?
+                }
+            };
             if batches.iter().map(|b| b.num_rows()).sum::<usize>() >= self.k {
                 return Ok(Some(batches));
             }

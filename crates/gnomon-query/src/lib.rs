@@ -25,6 +25,7 @@ pub mod run_aggregate;
 mod series_ranges;
 pub mod system;
 mod time_range;
+mod time_runs;
 pub mod top_one;
 
 use std::collections::HashMap;

@@ -20,6 +20,7 @@ use futures::FutureExt;
 use gnomon_persist::{FileIndex, ParquetCache, ParquetFile};
 
 use crate::series_ranges::TagRunsCache;
+use crate::time_runs::TimeRuns;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
@@ -48,6 +49,8 @@ pub struct PersistedFiles {
     /// Footers with their Arrow schema decoded, for reads outside a DataFusion scan.
     arrow_metadata: Arc<FileFacts<String, ArrowReaderMetadata>>,
     pub(crate) tag_runs: Arc<TagRunsCache>,
+    /// Each file's `time` column as runs of evenly spaced times (`None`: too irregular).
+    time_runs: Arc<FileFacts<String, Option<Arc<TimeRuns>>>>,
     /// The store itself when it is the local file system, to find its files on disk.
     local_files: Option<Arc<LocalFileSystem>>,
 }
@@ -65,6 +68,7 @@ impl PersistedFiles {
             metadata: Arc::new(MetadataCache::new(FILE_FACTS_ENTRIES)),
             arrow_metadata: Arc::new(FileFacts::new(FILE_FACTS_ENTRIES)),
             tag_runs: Arc::new(TagRunsCache::default()),
+            time_runs: Arc::new(FileFacts::new(FILE_FACTS_ENTRIES)),
             local_files: None,
         }
     }
@@ -108,6 +112,18 @@ impl PersistedFiles {
         self.arrow_metadata
             .insert(file.path.clone(), decoded.clone());
         Ok(decoded)
+    }
+
+    /// `file`'s times as runs of evenly spaced times (decoded on first use, then kept), or
+    /// `None` when they are too irregular.
+    pub(crate) async fn time_runs(&self, file: &ParquetFile) -> Result<Option<Arc<TimeRuns>>> {
+        if let Some(found) = self.time_runs.get(file.path.as_str()) {
+            return Ok(found);
+        }
+        // Two queries may decode the same column at once; both get the same answer.
+        let runs = TimeRuns::read(self.open(file)?).await?.map(Arc::new);
+        self.time_runs.insert(file.path.clone(), runs.clone());
+        Ok(runs)
     }
 
     /// The rows of `file` the tag `constraints` may match (every row without constraints).

@@ -30,6 +30,8 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuil
 use parquet::arrow::ProjectionMask;
 
 use crate::persisted::{FileFacts, FILE_FACTS_ENTRIES};
+use crate::time_range::TimeRange;
+use crate::time_runs::TimeRuns;
 
 /// A tag pinned to a set of values by a query's filters.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +216,7 @@ impl TagRuns {
 }
 
 /// A boxed reader that is `Send` (parquet implements its trait only for the plain box).
-struct SendReader(Box<dyn AsyncFileReader + Send>);
+pub(crate) struct SendReader(pub(crate) Box<dyn AsyncFileReader + Send>);
 
 impl AsyncFileReader for SendReader {
     fn get_bytes(
@@ -280,6 +282,36 @@ pub enum FileRows {
     Some(ParquetRowSelection, Vec<Range<u64>>),
 }
 
+impl FileRows {
+    /// `rows` (sorted, disjoint) of a file of `total` rows.
+    pub(crate) fn of(total: u64, rows: Vec<Range<u64>>) -> Self {
+        if rows.is_empty() {
+            FileRows::None
+        } else if rows.len() == 1 && rows[0] == (0..total) {
+            FileRows::All
+        } else {
+            FileRows::Some(
+                ParquetRowSelection::new(RowSelection::from_consecutive_ranges(
+                    rows.iter().map(|r| r.start as usize..r.end as usize),
+                    total as usize,
+                )),
+                rows,
+            )
+        }
+    }
+
+    /// These rows, and only those with a time in `range` according to `times` (the runs of
+    /// the same file).
+    pub(crate) fn within(self, times: &TimeRuns, range: TimeRange) -> Self {
+        let in_range = times.rows_within(range);
+        match self {
+            FileRows::None => FileRows::None,
+            FileRows::All => FileRows::of(times.rows(), in_range),
+            FileRows::Some(_, rows) => FileRows::of(times.rows(), intersect(&rows, &in_range)),
+        }
+    }
+}
+
 /// The runs of every (file, tag) a query asked for (by object path and tag column); `None`
 /// for a column with too many runs to keep.
 #[derive(Debug)]
@@ -328,15 +360,7 @@ impl TagRunsCache {
         }
         Ok(match selected {
             None => FileRows::All,
-            Some((_, rows)) if rows.is_empty() => FileRows::None,
-            Some((total, rows)) if rows.len() == 1 && rows[0] == (0..total) => FileRows::All,
-            Some((total, rows)) => FileRows::Some(
-                ParquetRowSelection::new(RowSelection::from_consecutive_ranges(
-                    rows.iter().map(|r| r.start as usize..r.end as usize),
-                    total as usize,
-                )),
-                rows,
-            ),
+            Some((total, rows)) => FileRows::of(total, rows),
         })
     }
 }
