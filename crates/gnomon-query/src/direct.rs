@@ -14,7 +14,8 @@
 //! whose aggregate (if any) groups by nothing or by one `date_bin` of a fixed interval and
 //! computes only the functions above over integer or float columns, this module evaluates
 //! the plan itself: it takes the table's sources as the scan would ([`TableScanProvider::
-//! range_sources`]), reads from each file only the pinned tags' rows (`series_ranges`), applies
+//! range_sources`]), reads from each file only the pinned tags' rows (`series_ranges`) within
+//! the time range (`time_runs`, which also give the `time` values), applies
 //! the filters and projections with DataFusion's own physical expressions, folds the
 //! aggregates per bucket in row order (the same states, in the same order, as DataFusion's
 //! accumulators over one partition), and applies the nodes above to the result.
