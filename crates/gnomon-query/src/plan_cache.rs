@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::default_table_source::source_as_provider;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::error::Result;
 use datafusion::execution::SessionState;
@@ -78,6 +78,8 @@ enum Shape {
 pub(crate) struct CachedPlan {
     plan: LogicalPlan,
     types: Vec<DataType>,
+    /// Whether binding may stay within filters and scans ([`CachedPlan::bind`]).
+    placeholders_in_filters_only: bool,
 }
 
 impl CachedPlan {
@@ -85,25 +87,70 @@ impl CachedPlan {
     /// that need literals (`a = 'x' OR a = 'y'` into `a IN ('x', 'y')`, constant folding) run
     /// once the literals are there.
     ///
-    /// The rule runs once, bottom up, without DataFusion's `Optimizer` around it: the optimizer's
-    /// invariant checks, plan signatures and second pass cost more than the rewrite on a
-    /// plan that reads one series. One pass is enough because [`build`] compares the bound
-    /// plan with the fully optimized one before caching the shape.
+    /// Placeholders only come from `WHERE` comparisons, so they usually sit in filters and
+    /// scans only, which have no schema of their own to recompute: then only those nodes are
+    /// bound and simplified, in place. Otherwise DataFusion binds the whole plan (recomputing
+    /// every schema) and the rule runs on every node. Either way the rule runs once, bottom
+    /// up, without DataFusion's `Optimizer` around it (whose invariant checks, signatures and
+    /// second pass cost more than the rewrite). [`build`] checks that this gives exactly the
+    /// fully optimized plan before the shape is cached.
     fn bind(&self, values: &[String], state: &SessionState) -> Result<LogicalPlan> {
         let scalars = values
             .iter()
             .zip(&self.types)
             .map(|(value, ty)| ScalarValue::Utf8(Some(value.clone())).cast_to(ty))
             .collect::<Result<Vec<_>>>()?;
-        let bound = self
-            .plan
-            .clone()
-            .replace_params_with_values(&ParamValues::from(scalars))?;
+        let params = ParamValues::from(scalars);
         let simplify = SimplifyExpressions::new();
-        bound
-            .transform_up_with_subqueries(|node| simplify.rewrite(node, state))
+        if !self.placeholders_in_filters_only {
+            return self
+                .plan
+                .clone()
+                .replace_params_with_values(&params)?
+                .transform_up_with_subqueries(|node| simplify.rewrite(node, state))
+                .map(|simplified| simplified.data);
+        }
+        self.plan
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                if !matches!(node, LogicalPlan::Filter(_) | LogicalPlan::TableScan(_)) {
+                    return Ok(Transformed::no(node));
+                }
+                let bound = node.map_expressions(|expr| {
+                    expr.transform_up(|e| match e {
+                        Expr::Placeholder(p) => {
+                            let (value, metadata) =
+                                params.get_placeholders_with_values(&p.id)?.into_inner();
+                            Ok(Transformed::yes(Expr::Literal(value, metadata)))
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })
+                })?;
+                simplify.rewrite(bound.data, state)
+            })
             .map(|simplified| simplified.data)
     }
+}
+
+/// Whether every placeholder of `plan` sits in a filter or a scan (none elsewhere).
+fn placeholders_in_filters_only(plan: &LogicalPlan) -> bool {
+    let mut only = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if !matches!(node, LogicalPlan::Filter(_) | LogicalPlan::TableScan(_)) {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    only &= !matches!(e, Expr::Placeholder(_));
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })?;
+        }
+        Ok(if only {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    only
 }
 
 #[derive(Debug, Default)]
@@ -209,8 +256,10 @@ async fn build(
     let types = (1..=query.values.len())
         .map(|i| types.get(&format!("${i}")).cloned().flatten())
         .collect::<Option<Vec<_>>>()?;
+    let plan = state.optimize(&plan).ok()?;
     let cached = CachedPlan {
-        plan: state.optimize(&plan).ok()?,
+        placeholders_in_filters_only: placeholders_in_filters_only(&plan),
+        plan,
         types,
     };
     let bound = cached.bind(&query.values, state).ok()?;

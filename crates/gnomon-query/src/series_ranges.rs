@@ -303,11 +303,12 @@ impl FileRows {
     /// These rows, and only those with a time in `range` according to `times` (the runs of
     /// the same file).
     pub(crate) fn within(self, times: &TimeRuns, range: TimeRange) -> Self {
-        let in_range = times.rows_within(range);
         match self {
             FileRows::None => FileRows::None,
-            FileRows::All => FileRows::of(times.rows(), in_range),
-            FileRows::Some(_, rows) => FileRows::of(times.rows(), intersect(&rows, &in_range)),
+            FileRows::All => FileRows::of(times.rows(), times.rows_within(range, None)),
+            FileRows::Some(_, rows) => {
+                FileRows::of(times.rows(), times.rows_within(range, Some(&rows)))
+            }
         }
     }
 }

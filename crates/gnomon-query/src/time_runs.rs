@@ -61,12 +61,16 @@ impl TimeRun {
                 0..0
             };
         }
-        let (first, step, len) = (self.first as i128, self.step as i128, self.len as i128);
-        // The first offset at or above `min`, and one past the last at or below `max`.
-        let lo = (min as i128 - first + step - 1)
-            .div_euclid(step)
-            .clamp(0, len);
-        let hi = ((max as i128 - first).div_euclid(step) + 1).clamp(0, len);
+        let len = self.len as i128;
+        // The first offset at or above `min`, and one past the last at or below `max`
+        // (in i128: bounds may be far from the run's times).
+        let below = |t: i64| (t as i128 - self.first as i128).div_euclid(self.step as i128);
+        let lo = match (min as i128 - self.first as i128).rem_euclid(self.step as i128) {
+            0 => below(min),
+            _ => below(min) + 1,
+        }
+        .clamp(0, len);
+        let hi = (below(max) + 1).clamp(0, len);
         if lo < hi {
             lo as u64..hi as u64
         } else {
@@ -172,18 +176,32 @@ impl TimeRuns {
         Ok(runs.worth_keeping().then_some(runs))
     }
 
-    /// The rows with a time in `range`: sorted, disjoint, adjacent ones merged.
-    pub(crate) fn rows_within(&self, range: TimeRange) -> Vec<Range<u64>> {
+    /// The rows among `rows` (sorted, disjoint; every row when `None`) with a time in
+    /// `range`: sorted, disjoint, adjacent ones merged. Only the runs overlapping `rows` are
+    /// looked at (a file holds thousands; a query of one series needs a few).
+    pub(crate) fn rows_within(
+        &self,
+        range: TimeRange,
+        rows: Option<&[Range<u64>]>,
+    ) -> Vec<Range<u64>> {
+        let all = [0..self.rows()];
         let mut out: Vec<Range<u64>> = Vec::new();
-        for run in &self.runs {
-            let offsets = run.offsets_within(range.min, range.max);
-            if offsets.is_empty() {
-                continue;
-            }
-            let rows = run.start + offsets.start..run.start + offsets.end;
-            match out.last_mut() {
-                Some(last) if last.end == rows.start => last.end = rows.end,
-                _ => out.push(rows),
+        for wanted in rows.unwrap_or(&all) {
+            let first = self.runs.partition_point(|run| run.end() <= wanted.start);
+            for run in self.runs[first..]
+                .iter()
+                .take_while(|run| run.start < wanted.end)
+            {
+                let offsets = run.offsets_within(range.min, range.max);
+                let start = (run.start + offsets.start).max(wanted.start);
+                let end = (run.start + offsets.end).min(wanted.end);
+                if start >= end {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some(last) if last.end == start => last.end = end,
+                    _ => out.push(start..end),
+                }
             }
         }
         out
@@ -279,13 +297,24 @@ mod tests {
         ];
         for &min in &bounds {
             for &max in &bounds {
-                let ranges = runs.rows_within(range(min, max));
+                let ranges = runs.rows_within(range(min, max), None);
                 assert_eq!(
                     flatten(&ranges),
                     rows_by_scan(&times, min, max),
                     "[{min}, {max}]"
                 );
                 assert!(ranges.windows(2).all(|w| w[0].end < w[1].start));
+                // Among some rows only: cut inside runs, across runs, at the ends.
+                let some = [0..3, 10..60, 79..82, 100..101, 130..142];
+                let want: Vec<u64> = rows_by_scan(&times, min, max)
+                    .into_iter()
+                    .filter(|r| some.iter().any(|s| s.contains(r)))
+                    .collect();
+                assert_eq!(
+                    flatten(&runs.rows_within(range(min, max), Some(&some))),
+                    want,
+                    "[{min}, {max}] among {some:?}"
+                );
             }
         }
     }
