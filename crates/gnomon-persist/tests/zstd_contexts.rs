@@ -25,6 +25,17 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Decompressors made now (taking the contexts of those just dropped) decode `frame`.
+fn assert_new_decompressors_decode(frame: &[u8], data: &[u8]) {
+    for _ in 0..4 {
+        let decoded = Decompressor::new()
+            .unwrap()
+            .decompress(frame, data.len())
+            .unwrap();
+        assert_eq!(decoded, data);
+    }
+}
+
 #[test]
 fn decompressors_made_one_after_another_decode_every_frame() {
     let mut compressor = Compressor::new(3).unwrap();
@@ -88,13 +99,7 @@ fn a_parameter_does_not_outlive_its_decompressor() {
     );
     drop(small_window);
 
-    for _ in 0..4 {
-        let decoded = Decompressor::new()
-            .unwrap()
-            .decompress(&frame, data.len())
-            .unwrap();
-        assert_eq!(decoded, data);
-    }
+    assert_new_decompressors_decode(&frame, &data);
 }
 
 #[test]
@@ -106,13 +111,7 @@ fn a_failed_frame_leaves_no_state_behind() {
         .decompress(&frame[..frame.len() / 2], data.len())
         .is_err());
     drop(truncated);
-    for _ in 0..4 {
-        let decoded = Decompressor::new()
-            .unwrap()
-            .decompress(&frame, data.len())
-            .unwrap();
-        assert_eq!(decoded, data);
-    }
+    assert_new_decompressors_decode(&frame, &data);
 }
 
 #[test]
