@@ -616,7 +616,7 @@ async fn file_reads(
     let read = |group: usize, inside: Option<Vec<Range<usize>>>| {
         let start = group_starts[group];
         let file_rows: Vec<Range<u64>> = match &inside {
-            None => vec![start..start + group_rows[group]],
+            None => std::iter::once(start..start + group_rows[group]).collect(),
             Some(inside) => inside
                 .iter()
                 .map(|r| start + r.start as u64..start + r.end as u64)

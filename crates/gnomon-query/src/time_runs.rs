@@ -184,9 +184,9 @@ impl TimeRuns {
         range: TimeRange,
         rows: Option<&[Range<u64>]>,
     ) -> Vec<Range<u64>> {
-        let all = [0..self.rows()];
+        let all = 0..self.rows();
         let mut out: Vec<Range<u64>> = Vec::new();
-        for wanted in rows.unwrap_or(&all) {
+        for wanted in rows.unwrap_or(std::slice::from_ref(&all)) {
             let first = self.runs.partition_point(|run| run.end() <= wanted.start);
             for run in self.runs[first..]
                 .iter()
