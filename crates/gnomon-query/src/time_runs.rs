@@ -79,7 +79,10 @@ impl TimeRun {
     }
 
     fn time_at(&self, offset: u64) -> i64 {
-        self.first + self.step * offset as i64
+        // The true value is a time of the run, so it fits; the product alone may not (a run
+        // from near `i64::MIN` to near `i64::MAX`), and wrapping arithmetic still lands on it.
+        self.first
+            .wrapping_add(self.step.wrapping_mul(offset as i64))
     }
 }
 
@@ -100,15 +103,13 @@ impl TimeRuns {
     fn push(&mut self, time: i64) {
         let row = self.rows();
         if let Some(run) = self.runs.last_mut() {
-            let extends = if run.len == 1 {
-                time > run.first
-            } else {
-                time.checked_sub(self.last) == Some(run.step)
+            let step = time.checked_sub(self.last);
+            let extends = match (run.len, step) {
+                (1, Some(step)) => step > 0,
+                (_, step) => step == Some(run.step),
             };
-            if extends {
-                if run.len == 1 {
-                    run.step = time - run.first;
-                }
+            if let (true, Some(step)) = (extends, step) {
+                run.step = step;
                 run.len += 1;
                 self.last = time;
                 return;
@@ -330,6 +331,29 @@ mod tests {
                 out,
                 times[rows.start as usize..rows.end as usize],
                 "{rows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_stay_exact() {
+        let step = i64::MAX / 2 + 1;
+        // One run from i64::MIN over three steps of 2^62 (its span does not fit an i64).
+        let times = vec![i64::MIN, i64::MIN + step, 0, step, -5, i64::MAX - 1];
+        let runs = TimeRuns::of(times.clone()).unwrap();
+        let mut out = Vec::new();
+        runs.times(0..times.len() as u64, &mut out);
+        assert_eq!(out, times);
+        for (min, max) in [
+            (i64::MIN, i64::MAX),
+            (-1, 1),
+            (i64::MIN, i64::MIN),
+            (1, i64::MAX),
+        ] {
+            assert_eq!(
+                flatten(&runs.rows_within(range(min, max), None)),
+                rows_by_scan(&times, min, max),
+                "[{min}, {max}]"
             );
         }
     }
