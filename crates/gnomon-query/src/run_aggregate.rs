@@ -430,20 +430,17 @@ impl RunReduce {
         rows: std::ops::Range<usize>,
         state: f64,
     ) -> Option<(u64, f64)> {
-        use std::cmp::Ordering::{Greater, Less};
+        use std::cmp::Ordering::{self, Greater, Less};
+        // The new value wins when it compares as `wins` with the current one, or is NaN.
+        let keep = |wins: Ordering| {
+            move |cur: f64, new: f64| match new.partial_cmp(&cur) {
+                Some(order) if order != wins => cur,
+                _ => new,
+            }
+        };
         match self {
-            Self::Min => run_fold(values, rows, state, |cur, new| {
-                match new.partial_cmp(&cur) {
-                    Some(Less) | None => new,
-                    _ => cur,
-                }
-            }),
-            Self::Max => run_fold(values, rows, state, |cur, new| {
-                match new.partial_cmp(&cur) {
-                    Some(Greater) | None => new,
-                    _ => cur,
-                }
-            }),
+            Self::Min => run_fold(values, rows, state, keep(Less)),
+            Self::Max => run_fold(values, rows, state, keep(Greater)),
             _ => run_fold(values, rows, state, |a, v| a + v),
         }
     }
