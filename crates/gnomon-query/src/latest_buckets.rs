@@ -20,7 +20,6 @@ use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, Filter, LogicalPlan, SortExpr};
-use datafusion::physical_plan::collect;
 
 use crate::functions::{bin_start, fixed_stride_ns};
 use crate::time_range::TimeRange;
@@ -158,15 +157,9 @@ impl LatestBuckets {
             if lower <= self.range.min {
                 return Ok(None);
             }
-            let plan = self.narrowed(lower)?;
-            // A narrow window usually has few enough rows for the direct path.
-            let batches = match crate::direct::try_execute(&plan, state).await {
-                Some(batches) => batches,
-                None => {
-                    let physical = state.create_physical_plan(&plan).await?;
-                    collect(physical, state.task_ctx()).await?
-                }
-            };
+            // The narrowed plan is the optimized one plus a bound the scan is given too; a
+            // narrow window usually has few enough rows for the direct path.
+            let batches = crate::collect_optimized(state, &self.narrowed(lower)?).await?;
             if batches.iter().map(|b| b.num_rows()).sum::<usize>() >= self.k {
                 return Ok(Some(batches));
             }

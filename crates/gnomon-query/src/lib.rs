@@ -412,13 +412,21 @@ pub async fn collect_plan(
     state: &SessionState,
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>> {
-    let optimized = state.optimize(&plan)?;
-    if let Some(batches) = direct_answer(&optimized, state).await {
+    collect_optimized(state, &state.optimize(&plan)?).await
+}
+
+/// Runs an optimized logical plan to completion: the direct path ([`direct`]) when its shape
+/// allows, DataFusion's physical plan otherwise.
+pub(crate) async fn collect_optimized(
+    state: &SessionState,
+    optimized: &datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    if let Some(batches) = direct_answer(optimized, state).await {
         return Ok(batches);
     }
     let physical = state
         .query_planner()
-        .create_physical_plan(&optimized, state)
+        .create_physical_plan(optimized, state)
         .await?;
     datafusion::physical_plan::collect(
         physical,
