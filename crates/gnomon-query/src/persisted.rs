@@ -104,26 +104,25 @@ impl PersistedFiles {
     /// `file`'s footer with its Arrow schema (decoding the schema embedded in the footer
     /// costs more than a small read).
     pub(crate) async fn arrow_metadata(&self, file: &ParquetFile) -> Result<ArrowReaderMetadata> {
-        if let Some(found) = self.arrow_metadata.get(file.path.as_str()) {
-            return Ok(found);
-        }
-        let metadata = self.open(file)?.get_metadata(None).await?;
-        let decoded = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())?;
         self.arrow_metadata
-            .insert(file.path.clone(), decoded.clone());
-        Ok(decoded)
+            .get_or_load(file.path.as_str(), async {
+                let metadata = self.open(file)?.get_metadata(None).await?;
+                Ok(ArrowReaderMetadata::try_new(
+                    metadata,
+                    ArrowReaderOptions::new(),
+                )?)
+            })
+            .await
     }
 
     /// `file`'s times as runs of evenly spaced times (decoded on first use, then kept), or
     /// `None` when they are too irregular.
     pub(crate) async fn time_runs(&self, file: &ParquetFile) -> Result<Option<Arc<TimeRuns>>> {
-        if let Some(found) = self.time_runs.get(file.path.as_str()) {
-            return Ok(found);
-        }
-        // Two queries may decode the same column at once; both get the same answer.
-        let runs = TimeRuns::read(self.open(file)?).await?.map(Arc::new);
-        self.time_runs.insert(file.path.clone(), runs.clone());
-        Ok(runs)
+        self.time_runs
+            .get_or_load(file.path.as_str(), async {
+                Ok(TimeRuns::read(self.open(file)?).await?.map(Arc::new))
+            })
+            .await
     }
 
     /// The rows of `file` the tag `constraints` may match (every row without constraints).
@@ -313,6 +312,22 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> FileFacts<K, V> {
         Q: std::hash::Hash + Eq + ?Sized,
     {
         self.entries.lock().get(key).cloned()
+    }
+
+    /// The fact for `key`, loaded by `load` and kept if not known yet. Two queries may load
+    /// the same key at once; both get the same answer.
+    pub(crate) async fn get_or_load<Q, F>(&self, key: &Q, load: F) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: std::future::Future<Output = Result<V>>,
+    {
+        if let Some(found) = self.get(key) {
+            return Ok(found);
+        }
+        let value = load.await?;
+        self.insert(key.to_owned(), value.clone());
+        Ok(value)
     }
 
     pub(crate) fn insert(&self, key: K, value: V) {

@@ -392,8 +392,10 @@ impl TableScanProvider {
                 match rows {
                     FileRows::None => continue,
                     FileRows::All => {}
-                    FileRows::Some(selection, rows) => {
-                        partitioned.extensions.insert(selection);
+                    FileRows::Some(total, rows) => {
+                        partitioned
+                            .extensions
+                            .insert(FileRows::scan_selection(total, &rows));
                         ranges = persisted.row_group_pieces(&file.path, &rows, partitions);
                     }
                 }

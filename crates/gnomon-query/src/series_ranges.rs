@@ -26,7 +26,9 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use futures::TryStreamExt;
 use parquet::arrow::arrow_reader::RowSelection;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::async_reader::{
+    AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
+};
 use parquet::arrow::ProjectionMask;
 
 use crate::persisted::{FileFacts, FILE_FACTS_ENTRIES};
@@ -153,25 +155,15 @@ impl TagRuns {
 
     /// Decodes `column` of the file behind `reader`.
     async fn read(reader: Box<dyn AsyncFileReader + Send>, column: &str) -> Result<Option<Self>> {
-        let builder = ParquetRecordBatchStreamBuilder::new(SendReader(reader)).await?;
+        let (rows, stream) = column_batches(reader, column).await?;
         let mut runs = Self {
-            rows: builder.metadata().file_metadata().num_rows() as u64,
+            rows,
             values: HashMap::new(),
         };
-        let Some(leaf) = builder
-            .parquet_schema()
-            .columns()
-            .iter()
-            .position(|c| c.name() == column)
-        else {
+        let Some(mut stream) = stream else {
             // A file written before the column existed: no row has a value.
             return Ok(Some(runs));
         };
-        let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
-        let mut stream = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()?;
         let mut count = 0usize;
         // The value whose run is open, and the row it started at.
         let mut current: Option<(String, u64)> = None;
@@ -215,8 +207,32 @@ impl TagRuns {
     }
 }
 
+/// The row count of the file behind `reader`, and its column `column` alone in large batches
+/// (`None` when the file has no such column).
+pub(crate) async fn column_batches(
+    reader: Box<dyn AsyncFileReader + Send>,
+    column: &str,
+) -> Result<(u64, Option<ParquetRecordBatchStream<SendReader>>)> {
+    let builder = ParquetRecordBatchStreamBuilder::new(SendReader(reader)).await?;
+    let rows = builder.metadata().file_metadata().num_rows() as u64;
+    let Some(leaf) = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column)
+    else {
+        return Ok((rows, None));
+    };
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok((rows, Some(stream)))
+}
+
 /// A boxed reader that is `Send` (parquet implements its trait only for the plain box).
-pub(crate) struct SendReader(pub(crate) Box<dyn AsyncFileReader + Send>);
+pub(crate) struct SendReader(Box<dyn AsyncFileReader + Send>);
 
 impl AsyncFileReader for SendReader {
     fn get_bytes(
@@ -278,8 +294,8 @@ pub enum FileRows {
     None,
     /// Every row may match (or the file has no usable runs).
     All,
-    /// Only these rows may match: as a selection, and as sorted, disjoint row ranges.
-    Some(ParquetRowSelection, Vec<Range<u64>>),
+    /// Only these rows may match: the file's row count, and sorted, disjoint row ranges.
+    Some(u64, Vec<Range<u64>>),
 }
 
 impl FileRows {
@@ -290,14 +306,16 @@ impl FileRows {
         } else if rows.len() == 1 && rows[0] == (0..total) {
             FileRows::All
         } else {
-            FileRows::Some(
-                ParquetRowSelection::new(RowSelection::from_consecutive_ranges(
-                    rows.iter().map(|r| r.start as usize..r.end as usize),
-                    total as usize,
-                )),
-                rows,
-            )
+            FileRows::Some(total, rows)
         }
+    }
+
+    /// The selection a DataFusion scan takes for rows `rows` of a file of `total` rows.
+    pub(crate) fn scan_selection(total: u64, rows: &[Range<u64>]) -> ParquetRowSelection {
+        ParquetRowSelection::new(RowSelection::from_consecutive_ranges(
+            rows.iter().map(|r| r.start as usize..r.end as usize),
+            total as usize,
+        ))
     }
 
     /// These rows, and only those with a time in `range` according to `times` (the runs of
@@ -306,8 +324,8 @@ impl FileRows {
         match self {
             FileRows::None => FileRows::None,
             FileRows::All => FileRows::of(times.rows(), times.rows_within(range, None)),
-            FileRows::Some(_, rows) => {
-                FileRows::of(times.rows(), times.rows_within(range, Some(&rows)))
+            FileRows::Some(total, rows) => {
+                FileRows::of(total, times.rows_within(range, Some(&rows)))
             }
         }
     }
@@ -332,13 +350,11 @@ impl TagRunsCache {
         open: impl FnOnce() -> Result<Box<dyn AsyncFileReader + Send>>,
     ) -> Result<Option<Arc<TagRuns>>> {
         let key = (path.to_string(), column.to_string());
-        if let Some(found) = self.0.get(&key) {
-            return Ok(found);
-        }
-        // Two queries may decode the same column at once; both get the same answer.
-        let runs = TagRuns::read(open()?, column).await?.map(Arc::new);
-        self.0.insert(key, runs.clone());
-        Ok(runs)
+        self.0
+            .get_or_load(&key, async {
+                Ok(TagRuns::read(open()?, column).await?.map(Arc::new))
+            })
+            .await
     }
 
     /// The rows of the file at `path` that `constraints` (all of them) may match.

@@ -21,10 +21,9 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 use datafusion::error::Result;
 use futures::TryStreamExt;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::AsyncFileReader;
 
-use crate::series_ranges::SendReader;
+use crate::series_ranges::column_batches;
 use crate::time_range::TimeRange;
 
 /// The name of the time column.
@@ -90,8 +89,6 @@ impl TimeRun {
 #[derive(Debug, Default)]
 pub(crate) struct TimeRuns {
     runs: Vec<TimeRun>,
-    /// The time of the last row pushed (while building).
-    last: i64,
 }
 
 impl TimeRuns {
@@ -103,7 +100,7 @@ impl TimeRuns {
     fn push(&mut self, time: i64) {
         let row = self.rows();
         if let Some(run) = self.runs.last_mut() {
-            let step = time.checked_sub(self.last);
+            let step = time.checked_sub(run.time_at(run.len - 1));
             let extends = match (run.len, step) {
                 (1, Some(step)) => step > 0,
                 (_, step) => step == Some(run.step),
@@ -111,7 +108,6 @@ impl TimeRuns {
             if let (true, Some(step)) = (extends, step) {
                 run.step = step;
                 run.len += 1;
-                self.last = time;
                 return;
             }
         }
@@ -121,7 +117,6 @@ impl TimeRuns {
             first: time,
             step: 0,
         });
-        self.last = time;
     }
 
     /// The runs of `times` (a whole file's column, in row order), or `None` when they are too
@@ -142,20 +137,9 @@ impl TimeRuns {
     /// Decodes the `time` column of the file behind `reader`: `None` when the file has no
     /// nanosecond time column without nulls, or its times are too irregular.
     pub(crate) async fn read(reader: Box<dyn AsyncFileReader + Send>) -> Result<Option<Self>> {
-        let builder = ParquetRecordBatchStreamBuilder::new(SendReader(reader)).await?;
-        let Some(leaf) = builder
-            .parquet_schema()
-            .columns()
-            .iter()
-            .position(|c| c.name() == TIME)
-        else {
+        let (_, Some(mut stream)) = column_batches(reader, TIME).await? else {
             return Ok(None);
         };
-        let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
-        let mut stream = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()?;
         let mut runs = Self::default();
         while let Some(batch) = stream.try_next().await? {
             let column = batch.column(0);
