@@ -297,6 +297,52 @@ fn shortcuts_answer_as_the_definitions() {
     );
 }
 
+/// A time range cutting into a file: the scan decodes only the rows inside it (the file's
+/// times are evenly spaced runs per series), not every row of the file for the filter to
+/// drop. A grouped aggregate over all series goes through DataFusion's scan, not the direct
+/// path.
+#[test]
+fn a_time_range_inside_a_file_decodes_only_its_rows() {
+    let (server, db, all) = setup();
+    // One minute of the first (persisted) hour, all 12 hosts: 72 rows of the file's 4320.
+    let (from, to) = (1_700_001_000, 1_700_001_060);
+    let q = format!(
+        "SELECT host, max(u) AS hi, count(*) AS c FROM cpu \
+         WHERE time >= '{}' AND time < '{}' GROUP BY host ORDER BY host",
+        chrono_like(from),
+        chrono_like(to)
+    );
+    let inside: Vec<&Row> = all.iter().filter(|r| (from..to).contains(&r.t)).collect();
+    assert_eq!(inside.len(), 72);
+    let mut want: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
+    for r in &inside {
+        let (hi, c) = want.entry(&r.host).or_insert((f64::MIN, 0));
+        *hi = hi.max(r.u);
+        *c += 1;
+    }
+    let got = server.sql(&db, &q);
+    let got: BTreeMap<&str, (f64, u64)> = got
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap(),
+                (r["hi"].as_f64().unwrap(), r["c"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    let analyzed = server.sql_plan(&db, &format!("ANALYZE {q}"));
+    let scan = analyzed
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains(".parquet"))
+        .unwrap_or_else(|| panic!("no file scan in {analyzed}"));
+    assert!(
+        scan.contains("output_rows=72,"),
+        "the scan decoded rows outside the range: {scan}"
+    );
+}
+
 #[test]
 fn the_newest_row_per_tag_reads_newest_sources_first() {
     let (server, db, mut all) = setup();
