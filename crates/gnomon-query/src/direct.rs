@@ -202,16 +202,13 @@ impl<'a> Shape<'a> {
                 ([file], []) => {
                     let persisted = persisted
                         .ok_or_else(|| DataFusionError::Internal("files without a store".into()))?;
-                    let mut rows = persisted.file_rows(file, &constraints).await?;
-                    // With a time range, the file's runs of evenly spaced times make the
-                    // selection exact in time, and give the `time` values without reading.
+                    let rows = persisted.file_rows(file, &constraints, range).await?;
+                    // With a time range, the file's runs of evenly spaced times also give the
+                    // `time` values without reading the column.
                     let times = match range == TimeRange::ALL {
                         true => None,
                         false => persisted.time_runs(file).await?,
                     };
-                    if let Some(times) = &times {
-                        rows = rows.within(times, range);
-                    }
                     for read in file_reads(persisted, file, &rows, times).await? {
                         candidates += read.rows;
                         work.push(Work::Read(read));

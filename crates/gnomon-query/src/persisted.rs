@@ -20,6 +20,7 @@ use futures::FutureExt;
 use gnomon_persist::{FileIndex, ParquetCache, ParquetFile};
 
 use crate::series_ranges::TagRunsCache;
+use crate::time_range::TimeRange;
 use crate::time_runs::TimeRuns;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -125,18 +126,32 @@ impl PersistedFiles {
             .await
     }
 
-    /// The rows of `file` the tag `constraints` may match (every row without constraints).
+    /// The rows of `file` the tag `constraints` may match (every row without constraints)
+    /// with a time in `range`. When the range cuts into the file, the file's time runs make
+    /// the selection exact in time (each series' rows in the range are contiguous), so a
+    /// reader decodes only those rows instead of filtering the rest out after decoding; a
+    /// file without runs keeps every row the tags allow.
     pub(crate) async fn file_rows(
         &self,
         file: &ParquetFile,
         constraints: &[crate::series_ranges::TagValues],
+        range: TimeRange,
     ) -> Result<crate::series_ranges::FileRows> {
-        if constraints.is_empty() {
-            return Ok(crate::series_ranges::FileRows::All);
+        let rows = match constraints.is_empty() {
+            true => crate::series_ranges::FileRows::All,
+            false => {
+                self.tag_runs
+                    .file_rows(&file.path, constraints, || self.open(file))
+                    .await?
+            }
+        };
+        if range.min <= file.min_time && range.max >= file.max_time {
+            return Ok(rows);
         }
-        self.tag_runs
-            .file_rows(&file.path, constraints, || self.open(file))
-            .await
+        Ok(match self.time_runs(file).await? {
+            Some(times) => rows.within(&times, range),
+            None => rows,
+        })
     }
 
     /// All rows of a file (for merging with other sources of the same time range).

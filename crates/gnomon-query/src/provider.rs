@@ -384,15 +384,7 @@ impl TableScanProvider {
             let partitions = state.config().target_partitions();
             let mut selected = Vec::with_capacity(plain_files.len());
             for file in &plain_files {
-                let mut rows = persisted.file_rows(file, &constraints).await?;
-                // A range cutting into the file: its runs of evenly spaced times select just
-                // the rows inside (each series' rows in the range are contiguous), so the
-                // scan decodes only those instead of filtering out the rest after decoding.
-                if range.min > file.min_time || range.max < file.max_time {
-                    if let Some(times) = persisted.time_runs(file).await? {
-                        rows = rows.within(&times, range);
-                    }
-                }
+                let rows = persisted.file_rows(file, &constraints, range).await?;
                 let mut partitioned = PersistedFiles::partitioned_file(file);
                 // A selection spanning row groups is read by several partitions, each its
                 // share of those row groups (see `PersistedFiles::spread_for_scan`).

@@ -98,7 +98,6 @@ impl TimeRuns {
     }
 
     fn push(&mut self, time: i64) {
-        let row = self.rows();
         if let Some(run) = self.runs.last_mut() {
             let step = time.checked_sub(run.time_at(run.len - 1));
             let extends = match (run.len, step) {
@@ -112,7 +111,7 @@ impl TimeRuns {
             }
         }
         self.runs.push(TimeRun {
-            start: row,
+            start: self.rows(),
             len: 1,
             first: time,
             step: 0,
