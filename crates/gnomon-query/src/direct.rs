@@ -42,11 +42,14 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Aggregate, Expr, FetchType, LogicalPlan, SkipType, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use gnomon_persist::ParquetFile;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, RowSelection};
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::arrow::{
+    parquet_to_arrow_field_levels, ParquetRecordBatchStreamBuilder, ProjectionMask,
+};
 
 use crate::persisted::PersistedFiles;
 use crate::provider::TableScanProvider;
@@ -383,14 +386,15 @@ impl Split {
     }
 }
 
-/// Some row groups of a file, and the rows to read among them (all when no selection).
+/// A row group of a file, and the rows to read in it (all when `None`).
 #[derive(Clone)]
 struct Read {
     persisted: PersistedFiles,
     file: Arc<ParquetFile>,
     metadata: ArrowReaderMetadata,
-    groups: Vec<usize>,
-    selection: Option<RowSelection>,
+    group: usize,
+    /// Sorted, disjoint rows of the row group.
+    inside: Option<Vec<Range<usize>>>,
     rows: u64,
     /// The rows read, as file rows, with the file's time runs: `time` is computed from
     /// them, not read.
@@ -623,14 +627,9 @@ async fn file_reads(
             persisted: persisted.clone(),
             file: Arc::clone(file),
             metadata: metadata.clone(),
-            groups: vec![group],
+            group,
             rows: file_rows.iter().map(|r| r.end - r.start).sum(),
-            selection: inside.map(|inside| {
-                RowSelection::from_consecutive_ranges(
-                    inside.into_iter(),
-                    group_rows[group] as usize,
-                )
-            }),
+            inside,
             times: times.as_ref().map(|t| (file_rows, Arc::clone(t))),
         }
     };
@@ -666,18 +665,58 @@ async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
         .filter(|f| computed_time.is_none() || f.name() != TIME)
         .filter_map(|f| file_schema.index_of(f.name()).ok())
         .collect();
-    let mask = ProjectionMask::roots(
-        read.metadata.metadata().file_metadata().schema_descr(),
-        roots,
-    );
-    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata)
-        .with_batch_size(BATCH_ROWS)
-        .with_projection(mask)
-        .with_row_groups(read.groups);
-    if let Some(selection) = read.selection {
-        builder = builder.with_row_selection(selection);
-    }
-    let mut stream = builder.build()?;
+    let parquet_schema = read.metadata.metadata().file_metadata().schema_descr();
+    // The leaf columns under those roots (the same as the roots in a flat schema).
+    let leaves: Vec<usize> = (0..parquet_schema.num_columns())
+        .filter(|&leaf| roots.contains(&parquet_schema.get_column_root_idx(leaf)))
+        .collect();
+    let mask = ProjectionMask::roots(parquet_schema, roots);
+    let group_rows = read.metadata.metadata().row_group(read.group).num_rows() as usize;
+    let selection = read
+        .inside
+        .as_ref()
+        .map(|inside| RowSelection::from_consecutive_ranges(inside.iter().cloned(), group_rows));
+    let mut reader = reader;
+    let loaded = read
+        .persisted
+        .pages
+        .load(
+            reader.as_mut(),
+            read.file.path.as_str(),
+            read.metadata.metadata(),
+            read.group,
+            &leaves,
+            read.inside.as_deref(),
+        )
+        .await?;
+    // From the decompressed pages when the file has an offset index to find them with.
+    let mut stream: BoxStream<'static, Result<RecordBatch>> = match loaded {
+        Some(pages) => {
+            let levels = parquet_to_arrow_field_levels(
+                parquet_schema,
+                mask,
+                Some(read.metadata.schema().fields()),
+            )?;
+            let batches = ParquetRecordBatchReader::try_new_with_row_groups(
+                &levels, &pages, BATCH_ROWS, selection,
+            )?;
+            futures::stream::iter(batches.map(|b| b.map_err(DataFusionError::from))).boxed()
+        }
+        None => {
+            let mut builder =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, read.metadata)
+                    .with_batch_size(BATCH_ROWS)
+                    .with_projection(mask)
+                    .with_row_groups(vec![read.group]);
+            if let Some(selection) = selection {
+                builder = builder.with_row_selection(selection);
+            }
+            builder
+                .build()?
+                .map(|b| b.map_err(DataFusionError::from))
+                .boxed()
+        }
+    };
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(batch) = stream.next().await {

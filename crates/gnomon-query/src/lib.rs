@@ -12,11 +12,13 @@
 //! [`Buffer::record_batches`](gnomon_write_buffer::Buffer::record_batches).
 
 mod caches;
+mod delta_pages;
 mod direct;
 pub mod format;
 pub mod functions;
 mod latest_buckets;
 mod newest_first;
+mod page_cache;
 mod persisted;
 mod plan_cache;
 mod provider;
@@ -42,6 +44,7 @@ use gnomon_cache::CacheManager;
 use gnomon_catalog::Catalog;
 use gnomon_write_buffer::Buffer;
 
+pub use page_cache::PageCache;
 pub use persisted::PersistedFiles;
 pub use provider::{DatabaseCatalog, TableScanProvider};
 pub use query_log::{QueryLog, QueryRecorder};
@@ -195,6 +198,11 @@ impl QueryEngine {
             query_log,
             plans: plan_cache::PlanCache::default(),
         })
+    }
+
+    /// The persisted files' decompressed page cache, when tables read persisted files.
+    pub fn page_cache(&self) -> Option<Arc<PageCache>> {
+        self.persisted.as_ref().map(|p| Arc::clone(&p.pages))
     }
 
     /// Makes tables read the persisted Parquet files as well as the buffer.

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use gnomon_persist::{FileIndex, ParquetCache, ParquetFile};
 
+use crate::page_cache::PageCache;
 use crate::series_ranges::TagRunsCache;
 use crate::time_range::TimeRange;
 use crate::time_runs::TimeRuns;
@@ -31,6 +32,9 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use std::collections::HashMap;
+
+/// The decompressed page cache's size when the server does not set one.
+pub const DEFAULT_PAGE_CACHE_BYTES: usize = 256 << 20;
 
 /// The URL the persisted files' store is registered under in DataFusion's runtime.
 pub const STORE_URL: &str = "gnomon://persisted";
@@ -54,6 +58,8 @@ pub struct PersistedFiles {
     time_runs: Arc<FileFacts<String, Option<Arc<TimeRuns>>>>,
     /// The store itself when it is the local file system, to find its files on disk.
     local_files: Option<Arc<LocalFileSystem>>,
+    /// Decompressed pages the direct path read.
+    pub(crate) pages: Arc<PageCache>,
 }
 
 impl PersistedFiles {
@@ -71,7 +77,15 @@ impl PersistedFiles {
             tag_runs: Arc::new(TagRunsCache::default()),
             time_runs: Arc::new(FileFacts::new(FILE_FACTS_ENTRIES)),
             local_files: None,
+            pages: Arc::new(PageCache::new(DEFAULT_PAGE_CACHE_BYTES)),
         }
+    }
+
+    /// Keeps the direct path's decompressed pages in `pages` (instead of a cache of
+    /// [`DEFAULT_PAGE_CACHE_BYTES`]).
+    pub fn with_page_cache(mut self, pages: Arc<PageCache>) -> Self {
+        self.pages = pages;
+        self
     }
 
     /// Reads the files of `store` (the same local-file store as `self.store`) with positioned
@@ -510,8 +524,8 @@ impl AsyncFileReader for LocalFileReader {
 }
 
 /// A whole file already in memory.
-struct InMemoryReader {
-    bytes: Bytes,
+pub(crate) struct InMemoryReader {
+    pub(crate) bytes: Bytes,
 }
 
 impl AsyncFileReader for InMemoryReader {

@@ -90,6 +90,9 @@ impl AppState {
         if let Some(e) = &engine {
             metrics.register_engine(e.clone());
         }
+        if let Some(pages) = query.page_cache() {
+            metrics.register_page_cache(pages);
+        }
         Arc::new(Self {
             write_buffer,
             query,

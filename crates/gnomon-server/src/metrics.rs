@@ -44,6 +44,7 @@ pub struct Metrics {
     registry: Registry,
     persister: std::sync::OnceLock<Arc<gnomon_persist::Persister>>,
     engine: std::sync::OnceLock<gnomon_processing_engine::ProcessingEngine>,
+    pages: std::sync::OnceLock<Arc<gnomon_query::PageCache>>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<PathLabels, Histogram, fn() -> Histogram>,
     pub lines_written: Family<DbLabels, Counter>,
@@ -85,6 +86,7 @@ impl Metrics {
             registry,
             persister: std::sync::OnceLock::new(),
             engine: std::sync::OnceLock::new(),
+            pages: std::sync::OnceLock::new(),
             requests,
             request_duration,
             lines_written,
@@ -111,6 +113,11 @@ impl Metrics {
         let _ = self.engine.set(engine);
     }
 
+    /// Adds the decompressed page cache's counters to the exposition.
+    pub fn register_page_cache(&self, pages: Arc<gnomon_query::PageCache>) {
+        let _ = self.pages.set(pages);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -119,6 +126,11 @@ impl Metrics {
         if let Some(p) = self.persister.get() {
             let mut extra = Registry::default();
             extra.register_collector(Box::new(PersisterCollector(Arc::clone(p))));
+            ok &= prometheus_client::encoding::text::encode_registry(&mut out, &extra).is_ok();
+        }
+        if let Some(pages) = self.pages.get() {
+            let mut extra = Registry::default();
+            extra.register_collector(Box::new(PageCacheCollector(Arc::clone(pages))));
             ok &= prometheus_client::encoding::text::encode_registry(&mut out, &extra).is_ok();
         }
         if let Some(e) = self.engine.get() {
@@ -250,6 +262,33 @@ impl Collector for WriteBufferCollector {
             ),
         )?;
         Ok(())
+    }
+}
+
+/// The decompressed page cache's counters.
+#[derive(Debug)]
+struct PageCacheCollector(Arc<gnomon_query::PageCache>);
+
+impl Collector for PageCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_one(
+            &mut encoder,
+            "gnomon_page_cache_hits",
+            "Parquet pages small queries read decompressed from memory",
+            &ConstCounter::new(self.0.hits()),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_page_cache_misses",
+            "Parquet pages small queries read and decompressed",
+            &ConstCounter::new(self.0.misses()),
+        )?;
+        encode_one(
+            &mut encoder,
+            "gnomon_page_cache_size_bytes",
+            "Bytes held by the decompressed page cache",
+            &ConstGauge::new(self.0.used_bytes() as i64),
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use gnomon_catalog::PluginType;
 use gnomon_catalog::{Catalog, Limits};
 use gnomon_persist::{FileIndex, ParquetCache, Persister, PersisterConfig};
 use gnomon_processing_engine::{EngineConfig, PackageManager, ProcessingEngine, WalFeed};
-use gnomon_query::{PersistedFiles, QueryConfig, QueryEngine};
+use gnomon_query::{PageCache, PersistedFiles, QueryConfig, QueryEngine};
 use gnomon_server::engine::{EngineLogsTable, EngineSlot, PluginFilesTable, ServerPluginHost};
 use gnomon_server::{AppState, HttpConfig};
 use gnomon_wal::{WalBackend, WalConfig};
@@ -176,6 +176,11 @@ pub struct ServeArgs {
     /// Memory for recently persisted Parquet files (bytes, `1GB`, or `20%` of RAM).
     #[arg(long, env = "GNOMON_PARQUET_MEM_CACHE_SIZE", default_value = "20%")]
     parquet_mem_cache_size: String,
+
+    /// Memory for decompressed Parquet pages that small queries read (bytes, `256MB`, or
+    /// `2%` of RAM); `0` turns the cache off.
+    #[arg(long, env = "GNOMON_PAGE_CACHE_SIZE", default_value = "256MB")]
+    page_cache_size: String,
 
     /// Do not keep persisted Parquet files in memory.
     #[arg(long, env = "GNOMON_DISABLE_PARQUET_MEM_CACHE")]
@@ -429,6 +434,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         parse_memory(&args.parquet_mem_cache_size).context("--parquet-mem-cache-size")?
     };
+    let page_cache_bytes = parse_memory(&args.page_cache_size).context("--page-cache-size")?;
     // The local-file store, also kept as itself: queries read its files in place.
     let mut local_files = None;
     let (store, wal_backend): (Arc<dyn ObjectStore>, WalBackend) = match args.object_store {
@@ -557,7 +563,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?
     .with_caches(caches)
     .with_persisted({
-        let files = PersistedFiles::new(Arc::clone(&store), index, cache);
+        let files = PersistedFiles::new(Arc::clone(&store), index, cache)
+            .with_page_cache(Arc::new(PageCache::new(page_cache_bytes)));
         match local_files {
             Some(local) => files.with_local_files(local),
             None => files,

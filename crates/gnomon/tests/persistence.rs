@@ -115,6 +115,9 @@ fn write_snapshot_write_restart(server: &mut Server) {
         metric(&metrics, "gnomon_parquet_cache_hits_total") >= 1.0,
         "{metrics}"
     );
+    // Exposed from the start (the counting query may not have gone through it).
+    assert!(metric(&metrics, "gnomon_page_cache_misses_total") >= 0.0);
+    assert!(metric(&metrics, "gnomon_page_cache_size_bytes") >= 0.0);
 
     // Rewrites of the first 10 points of every host (persisted) plus 5 new points.
     server.write_ok(DB, cpu_lines(6, 10, start, 0.5), "");
