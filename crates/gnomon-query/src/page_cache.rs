@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gnomon_persist::cache::Lru;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
@@ -85,17 +86,9 @@ impl ChunkPages {
     }
 }
 
-#[derive(Default)]
-struct State {
-    chunks: HashMap<ChunkKey, (Arc<ChunkPages>, u64)>,
-    used: usize,
-    tick: u64,
-}
-
 /// A size-bounded, least-recently-used cache of decompressed Parquet pages.
 pub struct PageCache {
-    capacity: usize,
-    state: Mutex<State>,
+    chunks: Mutex<Lru<ChunkKey, Arc<ChunkPages>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -103,7 +96,7 @@ pub struct PageCache {
 impl std::fmt::Debug for PageCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PageCache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.capacity_bytes())
             .field("used", &self.used_bytes())
             .finish()
     }
@@ -112,8 +105,7 @@ impl std::fmt::Debug for PageCache {
 impl PageCache {
     pub fn new(capacity_bytes: usize) -> Self {
         Self {
-            capacity: capacity_bytes,
-            state: Mutex::new(State::default()),
+            chunks: Mutex::new(Lru::new(capacity_bytes)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -130,50 +122,11 @@ impl PageCache {
     }
 
     pub fn used_bytes(&self) -> usize {
-        self.state.lock().used
+        self.chunks.lock().used()
     }
 
     pub fn capacity_bytes(&self) -> usize {
-        self.capacity
-    }
-
-    fn get(&self, key: &ChunkKey) -> Option<Arc<ChunkPages>> {
-        let mut state = self.state.lock();
-        state.tick += 1;
-        let tick = state.tick;
-        state.chunks.get_mut(key).map(|(pages, t)| {
-            *t = tick;
-            Arc::clone(pages)
-        })
-    }
-
-    /// Keeps `pages` for `key` (replacing what was kept), evicting the least recently used
-    /// chunks as needed; a chunk larger than the whole cache is not kept.
-    fn insert(&self, key: ChunkKey, pages: Arc<ChunkPages>) {
-        if pages.bytes > self.capacity {
-            return;
-        }
-        let mut state = self.state.lock();
-        state.tick += 1;
-        let tick = state.tick;
-        let bytes = pages.bytes;
-        if let Some((old, _)) = state.chunks.insert(key, (pages, tick)) {
-            state.used -= old.bytes;
-        }
-        state.used += bytes;
-        while state.used > self.capacity {
-            let Some(victim) = state
-                .chunks
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((gone, _)) = state.chunks.remove(&victim) {
-                state.used -= gone.bytes;
-            }
-        }
+        self.chunks.lock().capacity()
     }
 
     /// The pages of the leaf columns `columns` of row group `row_group` of `file` that the
@@ -207,6 +160,8 @@ impl PageCache {
                 column,
             };
             let cached = self
+                .chunks
+                .lock()
                 .get(&key)
                 .filter(|c| c.data.len() == locations.len())
                 .unwrap_or_else(|| Arc::new(ChunkPages::empty(locations.len())));
@@ -244,7 +199,8 @@ impl PageCache {
                 rows: chunk.rows(group_rows),
             };
             if changed {
-                self.insert(chunk.key, kept);
+                let size = kept.bytes;
+                self.chunks.lock().insert(chunk.key, kept, size);
             }
             pages.insert(column, loaded);
         }
@@ -814,11 +770,10 @@ mod tests {
     }
 
     fn cut_pages(cache: &PageCache) -> usize {
-        let state = cache.state.lock();
-        state
-            .chunks
+        let chunks = cache.chunks.lock();
+        chunks
             .values()
-            .flat_map(|(chunk, _)| chunk.data.iter().flatten())
+            .flat_map(|chunk| chunk.data.iter().flatten())
             .filter(|kept| kept.pieces.len() > 1)
             .count()
     }
