@@ -645,7 +645,7 @@ async fn file_reads(
 /// The rows of one [`Read`], with the columns of `schema` (by name; a column the file does
 /// not have is all nulls, as in DataFusion's scan).
 async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    let reader: Box<dyn AsyncFileReader> = read.persisted.open(&read.file)?;
+    let mut reader: Box<dyn AsyncFileReader> = read.persisted.open(&read.file)?;
     let file_schema = Arc::clone(read.metadata.schema());
     // `time` from the file's time runs, when it has them, instead of from its pages.
     let computed_time = match (&read.times, schema.index_of(TIME)) {
@@ -676,7 +676,6 @@ async fn read_rows(read: Read, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
         .inside
         .as_ref()
         .map(|inside| RowSelection::from_consecutive_ranges(inside.iter().cloned(), group_rows));
-    let mut reader = reader;
     let loaded = read
         .persisted
         .pages

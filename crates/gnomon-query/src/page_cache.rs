@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 
 use crate::delta_pages::{self, PIECE_VALUES};
-use parquet::arrow::arrow_reader::RowGroups;
+use parquet::arrow::arrow_reader::{RowGroups, RowSelection};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::Type as PhysicalType;
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
@@ -242,7 +242,7 @@ impl Chunk<'_> {
         let dictionary = self
             .dictionary
             .as_ref()
-            .filter(|_| self.wanted_dictionary() && self.cached.dictionary.is_none());
+            .filter(|_| self.cached.dictionary.is_none());
         let data = self
             .locations
             .iter()
@@ -272,12 +272,14 @@ impl Chunk<'_> {
         let cuttable =
             descriptor.physical_type() == PhysicalType::INT64 && descriptor.max_rep_level() == 0;
         let missing = self.missing().next().is_some();
-        let cut = (0..self.locations.len()).any(|i| self.to_cut(i, cuttable));
-        if !missing && !cut {
+        let to_cut: Vec<usize> = (0..self.locations.len())
+            .filter(|&i| self.to_cut(i, cuttable))
+            .collect();
+        if !missing && to_cut.is_empty() {
             return Ok((Arc::clone(&self.cached), 0, false));
         }
         let mut pages = ChunkPages::clone(&self.cached);
-        for index in (0..self.locations.len()).filter(|&i| self.to_cut(i, cuttable)) {
+        for index in to_cut {
             let Some(kept) = pages.data[index].as_mut() else {
                 continue;
             };
@@ -352,9 +354,9 @@ fn dictionary_location(chunk_start: u64, locations: &[PageLocation]) -> Option<P
     })
 }
 
-/// Which data pages hold any row of `inside` (all when `None`). When the runs are short
-/// enough for parquet to read the selection as a mask, every page between the first and
-/// last selected row.
+/// Which data pages hold any row of `inside` (all when `None`), as parquet's reader finds
+/// them (`RowSelection::scan_ranges`). When the runs are short enough for parquet to read
+/// the selection as a mask, every page between the first and last selected row.
 fn wanted_pages(
     locations: &[PageLocation],
     group_rows: usize,
@@ -363,10 +365,6 @@ fn wanted_pages(
     let Some(inside) = inside else {
         return vec![true; locations.len()];
     };
-    let page_range = |i: usize| {
-        locations[i].first_row_index as usize
-            ..locations[i].first_row_index as usize + page_rows(locations, i, group_rows)
-    };
     let runs = 2 * inside.len() + 1;
     let spans: Vec<Range<usize>> = match (inside.first(), inside.last()) {
         (Some(first), Some(last)) if group_rows / runs < MASK_RUN_ROWS => {
@@ -374,19 +372,14 @@ fn wanted_pages(
         }
         _ => inside.to_vec(),
     };
-    let mut wanted = vec![false; locations.len()];
-    let mut span = 0;
-    for (i, want) in wanted.iter_mut().enumerate() {
-        let rows = page_range(i);
-        while span < spans.len() && spans[span].end <= rows.start {
-            span += 1;
-        }
-        *want = spans[span..]
-            .iter()
-            .take_while(|s| s.start < rows.end)
-            .any(|s| s.end > rows.start && s.start < s.end);
-    }
-    wanted
+    let selected =
+        RowSelection::from_consecutive_ranges(spans.into_iter(), group_rows).scan_ranges(locations);
+    // Both in page order.
+    let mut selected = selected.iter().map(|r| r.start).peekable();
+    locations
+        .iter()
+        .map(|l| selected.next_if_eq(&(l.offset as u64)).is_some())
+        .collect()
 }
 
 /// Byte ranges of a file read for one load, served to parquet's page reader.
@@ -419,15 +412,12 @@ impl ChunkReader for FetchedBytes {
 
     fn get_read(&self, start: u64) -> Result<Self::T> {
         use bytes::Buf;
-        let piece = self.piece(start)?;
-        Ok(piece
-            .slice((start - self.start_of(start)?) as usize..)
-            .reader())
+        let (from, piece) = self.find(start)?;
+        Ok(piece.slice(from..).reader())
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes> {
-        let piece = self.piece(start)?;
-        let from = (start - self.start_of(start)?) as usize;
+        let (from, piece) = self.find(start)?;
         if from + length > piece.len() {
             return Err(ParquetError::General(format!(
                 "bytes {start}..{} were not read",
@@ -439,20 +429,14 @@ impl ChunkReader for FetchedBytes {
 }
 
 impl FetchedBytes {
-    fn index_of(&self, offset: u64) -> Result<usize> {
+    /// The piece holding byte `offset`, and where in it that byte is.
+    fn find(&self, offset: u64) -> Result<(usize, &Bytes)> {
         let i = self.pieces.partition_point(|(start, _)| *start <= offset);
-        (i > 0)
-            .then(|| i - 1)
-            .filter(|&i| offset < self.pieces[i].0 + self.pieces[i].1.len() as u64)
+        i.checked_sub(1)
+            .map(|i| &self.pieces[i])
+            .filter(|(start, piece)| offset < start + piece.len() as u64)
+            .map(|(start, piece)| ((offset - start) as usize, piece))
             .ok_or_else(|| ParquetError::General(format!("byte {offset} was not read")))
-    }
-
-    fn piece(&self, offset: u64) -> Result<&Bytes> {
-        Ok(&self.pieces[self.index_of(offset)?].1)
-    }
-
-    fn start_of(&self, offset: u64) -> Result<u64> {
-        Ok(self.pieces[self.index_of(offset)?].0)
     }
 }
 
